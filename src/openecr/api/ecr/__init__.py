@@ -1,0 +1,1 @@
+"""The Amazon ECR JSON 1.1 protocol."""

@@ -1,0 +1,424 @@
+"""The ECR operations: one function per operation, from validated input to output document.
+
+Output documents use the model's member names; timestamps are float epoch seconds, as the
+AWS JSON protocol sends them. Empty optional members are omitted, as ECR does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from openecr.domain.model import ExclusionFilter, ImageFailure, ImageId, Repository, TagMutability
+from openecr.errors import AccessDenied, InvalidParameter
+from openecr.service.layers import PART_SIZE
+from openecr.service.registry import Caller, Registry
+from openecr.service.repositories import NewRepository
+
+Doc = dict[str, Any]
+
+_ARN = re.compile(r"arn:aws[a-z-]*:ecr:([a-z0-9-]+):([0-9]{12}):repository/(.+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    registry: Registry
+    caller: Caller
+    params: Doc
+    operation: str
+
+    def registry_id(self, name: str | None = None) -> str:
+        """The registry a request names (default: the caller's); with authentication on, a
+        caller may only act in its own account."""
+        target = self.params.get("registryId") or self.caller.account
+        if self.registry.settings.authenticate and target != self.caller.account:
+            raise self.denied(target, name or "*")
+        return str(target)
+
+    def denied(self, account: str, name: str) -> AccessDenied:
+        region = self.registry.settings.region
+        return AccessDenied(
+            f"User: arn:aws:iam::{self.caller.account}:root is not authorized to perform: "
+            f"ecr:{self.operation} on resource: arn:aws:ecr:{region}:{account}:repository/{name} "
+            f"because no resource-based policy allows the ecr:{self.operation} action"
+        )
+
+
+def _ts(value: datetime) -> float:
+    """Whole seconds as a float, the way ECR's timestamps read (``1.705072146E9``)."""
+    return float(int(value.timestamp()))
+
+
+def _repository(call: Call, repo: Repository) -> Doc:
+    region = call.registry.settings.region
+    host = call.registry.registry_host(repo.registry_id, call.caller.host)
+    doc: Doc = {
+        "repositoryArn": f"arn:aws:ecr:{region}:{repo.registry_id}:repository/{repo.name}",
+        "registryId": repo.registry_id,
+        "repositoryName": repo.name,
+        "repositoryUri": f"{host}/{repo.name}",
+        "createdAt": _ts(repo.created_at),
+        "imageTagMutability": repo.tag_mutability.value,
+        "imageScanningConfiguration": {"scanOnPush": repo.scan_on_push},
+        "encryptionConfiguration": {"encryptionType": repo.encryption_type},
+    }
+    if repo.exclusion_filters:
+        doc["imageTagMutabilityExclusionFilters"] = _filters_doc(repo.exclusion_filters)
+    if repo.kms_key:
+        doc["encryptionConfiguration"]["kmsKey"] = repo.kms_key
+    return doc
+
+
+def _filters_doc(filters: tuple[ExclusionFilter, ...]) -> list[Doc]:
+    return [{"filterType": f.filter_type, "filter": f.filter} for f in filters]
+
+
+def _filters(value: list[Doc] | None) -> tuple[ExclusionFilter, ...] | None:
+    if value is None:
+        return None
+    return tuple(ExclusionFilter(f["filter"], f["filterType"]) for f in value)
+
+
+def _image_id(doc: Doc) -> ImageId:
+    return ImageId(doc.get("imageDigest"), doc.get("imageTag"))
+
+
+def _id_doc(image_id: ImageId) -> Doc:
+    doc: Doc = {}
+    if image_id.digest is not None:
+        doc["imageDigest"] = image_id.digest
+    if image_id.tag is not None:
+        doc["imageTag"] = image_id.tag
+    return doc
+
+
+def _failure_doc(failure: ImageFailure) -> Doc:
+    return {
+        "imageId": _id_doc(failure.image_id),
+        "failureCode": failure.code.value,
+        "failureReason": failure.reason,
+    }
+
+
+def _tags(value: list[Doc] | None) -> tuple[tuple[str, str], ...]:
+    return tuple((t["Key"], t["Value"]) for t in value or ())
+
+
+# --- repositories ------------------------------------------------------------------------------
+
+
+def create_repository(call: Call) -> Doc:
+    p = call.params
+    name = p["repositoryName"]
+    encryption = p.get("encryptionConfiguration") or {}
+    spec = NewRepository(
+        name=name,
+        tag_mutability=TagMutability(p.get("imageTagMutability", "MUTABLE")),
+        exclusion_filters=_filters(p.get("imageTagMutabilityExclusionFilters")),
+        scan_on_push=bool((p.get("imageScanningConfiguration") or {}).get("scanOnPush", False)),
+        encryption_type=encryption.get("encryptionType", "AES256"),
+        kms_key=encryption.get("kmsKey"),
+        tags=_tags(p.get("tags")),
+    )
+    repo = call.registry.repositories.create(call.registry_id(name), spec)
+    return {"repository": _repository(call, repo)}
+
+
+def describe_repositories(call: Call) -> Doc:
+    p = call.params
+    repos, token = call.registry.repositories.describe(
+        call.registry_id(), p.get("repositoryNames"), p.get("nextToken"), p.get("maxResults")
+    )
+    doc: Doc = {"repositories": [_repository(call, r) for r in repos]}
+    if token:
+        doc["nextToken"] = token
+    return doc
+
+
+def delete_repository(call: Call) -> Doc:
+    name = call.params["repositoryName"]
+    repo = call.registry.repositories.delete(
+        call.registry_id(name), name, bool(call.params.get("force", False))
+    )
+    return {"repository": _repository(call, repo)}
+
+
+def put_image_tag_mutability(call: Call) -> Doc:
+    p = call.params
+    name = p["repositoryName"]
+    repo = call.registry.repositories.put_tag_mutability(
+        call.registry_id(name),
+        name,
+        TagMutability(p["imageTagMutability"]),
+        _filters(p.get("imageTagMutabilityExclusionFilters")),
+    )
+    doc: Doc = {
+        "registryId": repo.registry_id,
+        "repositoryName": repo.name,
+        "imageTagMutability": repo.tag_mutability.value,
+    }
+    if repo.exclusion_filters:
+        doc["imageTagMutabilityExclusionFilters"] = _filters_doc(repo.exclusion_filters)
+    return doc
+
+
+def _resource(call: Call) -> tuple[str, str]:
+    arn = call.params["resourceArn"]
+    match = _ARN.fullmatch(arn)
+    if match is None:
+        raise InvalidParameter.constraint("resourceArn", "Invalid ARN")
+    region, account, name = match.groups()
+    if region != call.registry.settings.region:
+        raise InvalidParameter.constraint("resourceArn", "Invalid ARN")
+    if call.registry.settings.authenticate and account != call.caller.account:
+        raise call.denied(account, name)
+    return account, name
+
+
+def list_tags_for_resource(call: Call) -> Doc:
+    account, name = _resource(call)
+    found = call.registry.repositories.list_resource_tags(account, name)
+    return {"tags": [{"Key": k, "Value": v} for k, v in found]}
+
+
+def tag_resource(call: Call) -> Doc:
+    account, name = _resource(call)
+    call.registry.repositories.tag_resource(account, name, _tags(call.params["tags"]))
+    return {}
+
+
+def untag_resource(call: Call) -> Doc:
+    account, name = _resource(call)
+    call.registry.repositories.untag_resource(account, name, call.params["tagKeys"])
+    return {}
+
+
+# --- images ------------------------------------------------------------------------------------
+
+
+def put_image(call: Call) -> Doc:
+    p = call.params
+    name = p["repositoryName"]
+    result = call.registry.images.put_image(
+        call.registry_id(name),
+        name,
+        p["imageManifest"].encode("utf-8"),
+        p.get("imageManifestMediaType"),
+        p.get("imageTag"),
+        p.get("imageDigest"),
+    )
+    image_id: Doc = {"imageDigest": result.image.digest}
+    if result.tag is not None:
+        image_id["imageTag"] = result.tag
+    return {
+        "image": {
+            "registryId": result.repository.registry_id,
+            "repositoryName": result.repository.name,
+            "imageId": image_id,
+            "imageManifest": result.image.manifest.decode("utf-8"),
+            "imageManifestMediaType": result.image.media_type,
+        }
+    }
+
+
+def batch_get_image(call: Call) -> Doc:
+    p = call.params
+    name = p["repositoryName"]
+    result = call.registry.images.batch_get_image(
+        call.registry_id(name),
+        name,
+        [_image_id(i) for i in p["imageIds"]],
+        p.get("acceptedMediaTypes"),
+    )
+    repo = result.repository
+    images = [
+        {
+            "registryId": repo.registry_id,
+            "repositoryName": repo.name,
+            "imageId": _id_doc(ImageId(r.image.digest, r.tag)),
+            "imageManifest": r.manifest.decode("utf-8"),
+            "imageManifestMediaType": r.media_type,
+        }
+        for r in result.images
+    ]
+    return {"images": images, "failures": [_failure_doc(f) for f in result.failures]}
+
+
+def batch_delete_image(call: Call) -> Doc:
+    name = call.params["repositoryName"]
+    result = call.registry.images.batch_delete_image(
+        call.registry_id(name), name, [_image_id(i) for i in call.params["imageIds"]]
+    )
+    return {
+        "imageIds": [_id_doc(i) for i in result.deleted],
+        "failures": [_failure_doc(f) for f in result.failures],
+    }
+
+
+def _tag_status(p: Doc) -> str:
+    return str((p.get("filter") or {}).get("tagStatus", "ANY"))
+
+
+def list_images(call: Call) -> Doc:
+    p = call.params
+    name = p["repositoryName"]
+    ids, token = call.registry.images.list_images(
+        call.registry_id(name), name, _tag_status(p), p.get("nextToken"), p.get("maxResults")
+    )
+    doc: Doc = {"imageIds": [_id_doc(i) for i in ids]}
+    if token:
+        doc["nextToken"] = token
+    return doc
+
+
+def describe_images(call: Call) -> Doc:
+    p = call.params
+    name = p["repositoryName"]
+    ids = [_image_id(i) for i in p["imageIds"]] if p.get("imageIds") else None
+    repo, views, token = call.registry.images.describe_images(
+        call.registry_id(name), name, ids, _tag_status(p), p.get("nextToken"), p.get("maxResults")
+    )
+    details = []
+    for view in views:
+        image = view.image
+        detail: Doc = {
+            "registryId": repo.registry_id,
+            "repositoryName": repo.name,
+            "imageDigest": image.digest,
+            "imageSizeInBytes": image.size,
+            "imagePushedAt": _ts(image.pushed_at),
+            "imageManifestMediaType": image.media_type,
+        }
+        if view.tags:
+            detail["imageTags"] = list(view.tags)
+        if image.artifact_media_type:
+            detail["artifactMediaType"] = image.artifact_media_type
+        if image.subject:
+            detail["subjectManifestDigest"] = image.subject
+        details.append(detail)
+    doc: Doc = {"imageDetails": details}
+    if token:
+        doc["nextToken"] = token
+    return doc
+
+
+# --- layers ------------------------------------------------------------------------------------
+
+
+def batch_check_layer_availability(call: Call) -> Doc:
+    name = call.params["repositoryName"]
+    layers, failures = call.registry.layers.check(
+        call.registry_id(name), name, call.params["layerDigests"]
+    )
+    layer_docs = []
+    for layer in layers:
+        entry: Doc = {
+            "layerDigest": layer.digest,
+            "layerAvailability": "AVAILABLE",
+            "layerSize": layer.size,
+        }
+        if layer.media_type:
+            entry["mediaType"] = layer.media_type
+        layer_docs.append(entry)
+    return {
+        "layers": layer_docs,
+        "failures": [
+            {"layerDigest": f.digest, "failureCode": f.code, "failureReason": f.reason}
+            for f in failures
+        ],
+    }
+
+
+def initiate_layer_upload(call: Call) -> Doc:
+    name = call.params["repositoryName"]
+    session = call.registry.layers.initiate(call.registry_id(name), name)
+    return {"uploadId": session.id, "partSize": PART_SIZE}
+
+
+def upload_layer_part(call: Call) -> Doc:
+    p = call.params
+    name = p["repositoryName"]
+    registry_id = call.registry_id(name)
+    last = call.registry.layers.upload_part(
+        registry_id, name, p["uploadId"], p["partFirstByte"], p["partLastByte"], p["layerPartBlob"]
+    )
+    return {
+        "registryId": registry_id,
+        "repositoryName": name,
+        "uploadId": p["uploadId"],
+        "lastByteReceived": last,
+    }
+
+
+def complete_layer_upload(call: Call) -> Doc:
+    p = call.params
+    name = p["repositoryName"]
+    registry_id = call.registry_id(name)
+    digest = call.registry.layers.complete(registry_id, name, p["uploadId"], p["layerDigests"])
+    return {
+        "registryId": registry_id,
+        "repositoryName": name,
+        "uploadId": p["uploadId"],
+        "layerDigest": digest,
+    }
+
+
+def get_download_url_for_layer(call: Call) -> Doc:
+    p = call.params
+    name = p["repositoryName"]
+    registry_id = call.registry_id(name)
+    blob = call.registry.layers.find(registry_id, name, p["layerDigest"])
+    path = f"/openecr/layers/{registry_id}/{name}/{blob.digest}"
+    expires, signature = call.registry.tokens.sign_path(path)
+    url = (
+        f"{call.caller.scheme}://{call.caller.host}{quote(path)}"
+        f"?expires={expires}&signature={signature}"
+    )
+    return {"downloadUrl": url, "layerDigest": blob.digest}
+
+
+# --- auth --------------------------------------------------------------------------------------
+
+
+def get_authorization_token(call: Call) -> Doc:
+    accounts = call.params.get("registryIds") or [call.caller.account]
+    data = []
+    for account in accounts:
+        if call.registry.settings.authenticate and account != call.caller.account:
+            raise call.denied(account, "*")
+        issued = call.registry.tokens.issue(account)
+        host = call.registry.registry_host(account, call.caller.host)
+        data.append(
+            {
+                "authorizationToken": issued.authorization_token,
+                "expiresAt": _ts(issued.expires_at),
+                "proxyEndpoint": f"{call.caller.scheme}://{host}",
+            }
+        )
+    return {"authorizationData": data}
+
+
+OPERATIONS: dict[str, Callable[[Call], Doc]] = {
+    "BatchCheckLayerAvailability": batch_check_layer_availability,
+    "BatchDeleteImage": batch_delete_image,
+    "BatchGetImage": batch_get_image,
+    "CompleteLayerUpload": complete_layer_upload,
+    "CreateRepository": create_repository,
+    "DeleteRepository": delete_repository,
+    "DescribeImages": describe_images,
+    "DescribeRepositories": describe_repositories,
+    "GetAuthorizationToken": get_authorization_token,
+    "GetDownloadUrlForLayer": get_download_url_for_layer,
+    "InitiateLayerUpload": initiate_layer_upload,
+    "ListImages": list_images,
+    "ListTagsForResource": list_tags_for_resource,
+    "PutImage": put_image,
+    "PutImageTagMutability": put_image_tag_mutability,
+    "TagResource": tag_resource,
+    "UntagResource": untag_resource,
+    "UploadLayerPart": upload_layer_part,
+}

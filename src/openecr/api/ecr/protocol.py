@@ -1,0 +1,79 @@
+"""The AWS JSON 1.1 protocol for ECR: from (target, body) to (status, body).
+
+One synchronous entry point, :func:`handle`, serves both the HTTP server and the CLI's
+in-process mode, so both produce the same bytes. Errors render once, here, from the class
+attributes of :class:`~openecr.errors.OpenEcrError`; anything else becomes a logged
+``ServerException``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from openecr.api.ecr.operations import OPERATIONS, Call
+from openecr.api.ecr.validation import service_model, validate
+from openecr.errors import OpenEcrError, SerializationError, UnknownOperation
+from openecr.service.registry import Caller, Registry
+
+log = logging.getLogger("openecr.ecr")
+
+TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921"
+CONTENT_TYPE = "application/x-amz-json-1.1"
+# UploadLayerPart carries up to 20 MiB of base64; PutImage up to 4 MiB of JSON-escaped text.
+MAX_BODY = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    body: bytes
+    request_id: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def dumps(doc: Any) -> bytes:
+    """Compact JSON with keys in alphabetical order, as ECR answers."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def error_response(error: OpenEcrError, request_id: str) -> Response:
+    body = dumps({"__type": error.ecr_type, "message": error.message})
+    return Response(error.ecr_status, body, request_id, {"x-amzn-ErrorType": error.ecr_type})
+
+
+def operation_name(target: str | None) -> str:
+    """The operation an ``X-Amz-Target`` names; raises UnknownOperation."""
+    prefix, _, name = (target or "").partition(".")
+    if prefix != TARGET_PREFIX or not name:
+        raise UnknownOperation(f"The operation target '{target}' is not recognized")
+    if name not in OPERATIONS:
+        if name in service_model().operation_names:
+            raise UnknownOperation(f"openecr does not implement the ECR operation {name}")
+        raise UnknownOperation(f"The operation {name} is not recognized by ECR")
+    return name
+
+
+def handle(registry: Registry, caller: Caller, target: str | None, body: bytes) -> Response:
+    """Run one ECR call. Never raises."""
+    request_id = str(uuid.uuid4())
+    try:
+        name = operation_name(target)
+        try:
+            params = json.loads(body or b"{}")
+        except (UnicodeDecodeError, ValueError):
+            raise SerializationError("Start of structure or map found where not expected") from None
+        if not isinstance(params, dict):
+            raise SerializationError("Start of structure or map found where not expected")
+        shape = service_model().operation_model(name).input_shape
+        validate(shape, params, "input")
+        doc = OPERATIONS[name](Call(registry, caller, params, name))
+        return Response(200, dumps(doc), request_id)
+    except OpenEcrError as error:
+        return error_response(error, request_id)
+    except Exception:
+        log.exception("request %s failed", request_id)
+        return error_response(OpenEcrError("An internal error occurred"), request_id)

@@ -1,0 +1,131 @@
+"""The ASGI application: the ECR JSON API on ``POST /`` and signed layer downloads.
+
+``create_app`` is a factory; nothing here holds global state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from openecr.api.ecr import protocol
+from openecr.domain.digest import Digest
+from openecr.errors import AuthError, OpenEcrError, RequestTooLarge
+from openecr.ports.blobs import BlobStore
+from openecr.service.registry import Caller, Registry
+
+log = logging.getLogger("openecr.http")
+
+# (method, path, query string, headers, body) -> the caller's account; raises AuthError
+Authenticator = Callable[[str, str, str, Mapping[str, str], bytes], str]
+
+
+def accept_anyone(default_account: str) -> Authenticator:
+    """The default: any credentials (or none) act in the default account."""
+
+    def authenticate(
+        _method: str, _path: str, _query: str, _headers: Mapping[str, str], _body: bytes
+    ) -> str:
+        return default_account
+
+    return authenticate
+
+
+@dataclass(frozen=True, slots=True)
+class AppState:
+    registry: Registry
+    blobs: BlobStore
+    authenticate: Authenticator
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"The request body exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"The request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _ecr_error(error: OpenEcrError) -> Response:
+    rendered = protocol.error_response(error, "-")
+    return _ecr_response(rendered)
+
+
+def _ecr_response(rendered: protocol.Response) -> Response:
+    headers = {"x-amzn-RequestId": rendered.request_id, **rendered.headers}
+    return Response(rendered.body, rendered.status, headers, media_type=protocol.CONTENT_TYPE)
+
+
+def create_app(registry: Registry, blobs: BlobStore, authenticate: Authenticator | None = None) -> Starlette:
+    """The whole HTTP surface of one registry process."""
+    state = AppState(registry, blobs, authenticate or accept_anyone(registry.settings.default_account))
+
+    async def ecr_api(request: Request) -> Response:
+        try:
+            body = await _read_body(request, protocol.MAX_BODY)
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            account = state.authenticate(
+                request.method, request.url.path, request.url.query, headers, body
+            )
+        except OpenEcrError as error:
+            return _ecr_error(error)
+        caller = Caller(
+            account=account,
+            host=request.headers.get("host", "localhost"),
+            scheme=request.url.scheme,
+            authenticated=registry.settings.authenticate,
+        )
+        target = request.headers.get("x-amz-target")
+        rendered = await anyio.to_thread.run_sync(protocol.handle, registry, caller, target, body)
+        return _ecr_response(rendered)
+
+    async def download_layer(request: Request) -> Response:
+        params = request.path_params
+        path = request.url.path
+        query = request.query_params
+        ok = registry.tokens.check_path(
+            path, query.get("expires", ""), query.get("signature", "")
+        )
+        digest = Digest.try_parse(params["digest"])
+        if not ok or digest is None:
+            return JSONResponse(
+                {"__type": "AccessDeniedException", "message": "The download URL is invalid or expired"},
+                status_code=403,
+            )
+        try:
+            await anyio.to_thread.run_sync(
+                registry.layers.find, params["registry"], params["name"], str(digest)
+            )
+        except (OpenEcrError, AuthError) as error:
+            return JSONResponse({"__type": error.ecr_type, "message": error.message}, 404)
+        local = blobs.local_path(digest)
+        if local is not None:
+            return FileResponse(local, media_type="application/octet-stream")
+        return StreamingResponse(blobs.open(digest), media_type="application/octet-stream")
+
+    async def health(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    routes = [
+        Route("/", ecr_api, methods=["POST"]),
+        Route(
+            "/openecr/layers/{registry:str}/{name:path}/{digest:str}",
+            download_layer,
+            methods=["GET"],
+        ),
+        Route("/openecr/health", health, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,88 @@
+"""The composition root: the only place that picks concrete backends and wires them in."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from openecr.api.http import Authenticator, create_app
+from openecr.backends.filesystem import FilesystemBlobStore
+from openecr.backends.sql import SqlMetadataStore
+from openecr.config import Config
+from openecr.service.images import ImageService
+from openecr.service.layers import LayerService
+from openecr.service.registry import Registry, Settings
+from openecr.service.repositories import RepositoryService
+from openecr.service.tokens import TokenService
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """A wired registry with the stores behind it (closed by ``close``)."""
+
+    config: Config
+    registry: Registry
+    blobs: FilesystemBlobStore
+    metadata: SqlMetadataStore
+
+    def close(self) -> None:
+        self.metadata.close()
+
+
+def load_secret(data_dir: Path) -> bytes:
+    """The server secret that signs tokens and URLs: created once, kept in the data dir."""
+    path = data_dir / "secret.key"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = data_dir / f".secret.key.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secrets.token_bytes(32))
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        os.link(tmp, path)  # first writer wins; a racing process reads the winner's key
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_bytes()
+
+
+def build_runtime(config: Config) -> Runtime:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    metadata = SqlMetadataStore(config.metadata_url)
+    blobs = FilesystemBlobStore(config.data_dir)
+    settings = Settings(
+        default_account=config.account_id,
+        region=config.region,
+        registry_host=config.registry_host,
+        authenticate=bool(config.credentials),
+    )
+    registry = Registry(
+        settings=settings,
+        repositories=RepositoryService(metadata, blobs),
+        images=ImageService(metadata, lenient_manifests=config.lenient_manifests),
+        layers=LayerService(metadata, blobs),
+        tokens=TokenService(load_secret(config.data_dir)),
+    )
+    return Runtime(config, registry, blobs, metadata)
+
+
+def build_app(runtime: Runtime) -> Starlette:
+    authenticate: Authenticator | None = None
+    if runtime.config.credentials:
+        from openecr.api.sigv4 import SigV4Authenticator
+
+        authenticate = SigV4Authenticator(
+            {c.access_key_id: (c.secret_access_key, c.account_id) for c in runtime.config.credentials},
+            region=runtime.config.region,
+        )
+    return create_app(runtime.registry, runtime.blobs, authenticate)

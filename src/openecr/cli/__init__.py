@@ -1,0 +1,1 @@
+"""The ``openecr`` command line."""

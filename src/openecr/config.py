@@ -1,0 +1,124 @@
+"""Configuration: a frozen record built from arguments and ``OPENECR_*`` environment variables.
+
+Environment variables (each overridden by the matching ``openecr serve`` option):
+
+==============================  ==========================================================
+``OPENECR_DATA_DIR``            where metadata and blobs live (default ``./.openecr``)
+``OPENECR_DATABASE_URL``        SQLAlchemy URL of the metadata store (default: SQLite in the
+                                data directory)
+``OPENECR_ACCOUNT_ID``          the default account (default ``123456789012``)
+``OPENECR_REGION``              the region in ARNs (default ``us-east-1``)
+``OPENECR_REGISTRY_HOST``       registry host template with ``{account}``/``{region}``
+``OPENECR_LENIENT_MANIFESTS``   ``1`` to accept manifests whose blobs are absent
+``OPENECR_CREDENTIALS``         a credentials file; turns on authentication
+==============================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from openecr.domain.names import is_registry_id
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    access_key_id: str
+    secret_access_key: str
+    account_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    data_dir: Path = Path(".openecr")
+    database_url: str | None = None
+    account_id: str = "123456789012"
+    region: str = "us-east-1"
+    registry_host: str | None = None
+    lenient_manifests: bool = False
+    credentials_file: Path | None = None
+    credentials: tuple[Credential, ...] = field(default=())
+
+    @property
+    def metadata_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'metadata.db'}"
+
+    def validate(self) -> Config:
+        if not is_registry_id(self.account_id):
+            raise ConfigError(f"account id {self.account_id!r} must be 12 digits")
+        if self.registry_host is not None:
+            try:
+                self.registry_host.format(account=self.account_id, region=self.region)
+            except (KeyError, IndexError, ValueError) as error:
+                raise ConfigError(
+                    f"registry host template {self.registry_host!r} may only use "
+                    "{account} and {region}"
+                ) from error
+        return self
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def load_credentials(path: Path) -> tuple[Credential, ...]:
+    """Read a TOML credentials file: ``[[credentials]]`` tables with ``access_key_id``,
+    ``secret_access_key`` and ``account_id``."""
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"cannot read credentials file {path}: {error}") from error
+    entries = doc.get("credentials")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: expected one or more [[credentials]] tables")
+    found = []
+    for i, entry in enumerate(entries):
+        try:
+            cred = Credential(
+                str(entry["access_key_id"]),
+                str(entry["secret_access_key"]),
+                str(entry["account_id"]),
+            )
+        except (KeyError, TypeError) as error:
+            raise ConfigError(f"{path}: credentials[{i}] lacks {error}") from error
+        if not is_registry_id(cred.account_id):
+            raise ConfigError(f"{path}: credentials[{i}].account_id must be 12 digits")
+        found.append(cred)
+    return tuple(found)
+
+
+def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Config:
+    """Build a validated Config from ``env`` (default ``os.environ``), then ``overrides``
+    (options given on the command line; None means not given)."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    if env.get("OPENECR_DATA_DIR"):
+        values["data_dir"] = Path(env["OPENECR_DATA_DIR"])
+    if env.get("OPENECR_DATABASE_URL"):
+        values["database_url"] = env["OPENECR_DATABASE_URL"]
+    if env.get("OPENECR_ACCOUNT_ID"):
+        values["account_id"] = env["OPENECR_ACCOUNT_ID"]
+    if env.get("OPENECR_REGION"):
+        values["region"] = env["OPENECR_REGION"]
+    if env.get("OPENECR_REGISTRY_HOST"):
+        values["registry_host"] = env["OPENECR_REGISTRY_HOST"]
+    if "OPENECR_LENIENT_MANIFESTS" in env:
+        values["lenient_manifests"] = _truthy(env["OPENECR_LENIENT_MANIFESTS"])
+    if env.get("OPENECR_CREDENTIALS"):
+        values["credentials_file"] = Path(env["OPENECR_CREDENTIALS"])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if values.get("data_dir") is not None:
+        values["data_dir"] = Path(str(values["data_dir"]))
+    if values.get("credentials_file") is not None:
+        path = Path(str(values["credentials_file"]))
+        values["credentials_file"] = path
+        values["credentials"] = load_credentials(path)
+    return Config(**values).validate()  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Pure domain code: values, validation and manifest parsing. No I/O, no frameworks."""

@@ -1,0 +1,281 @@
+"""The one exception hierarchy of openecr.
+
+Every error the core can raise is an :class:`OpenEcrError`. Each class carries, as data, how it
+renders on both wire protocols, so each API maps errors in exactly one place:
+
+* ``ecr_type`` / ``ecr_status``: the ECR JSON 1.1 ``__type`` and HTTP status;
+* ``oci_code``: the OCI Distribution error code (its HTTP status comes from :class:`OciCode`).
+
+Tree (indentation is inheritance)::
+
+    OpenEcrError                      ServerException / UNKNOWN
+      InvalidParameter                InvalidParameterException
+        SerializationError            SerializationException
+        RequestTooLarge               (413)
+        InvalidTagParameter           InvalidTagParameterException
+      UnknownOperation                UnknownOperationException
+      NotFound
+        RepositoryNotFound            RepositoryNotFoundException / NAME_UNKNOWN
+        ImageNotFound                 ImageNotFoundException / MANIFEST_UNKNOWN
+        LayersNotFound                LayersNotFoundException / MANIFEST_BLOB_UNKNOWN
+        ReferencedImagesNotFound      ReferencedImagesNotFoundException / MANIFEST_UNKNOWN
+        UploadNotFound                UploadNotFoundException / BLOB_UPLOAD_UNKNOWN
+        BlobNotFound                  LayersNotFoundException / BLOB_UNKNOWN
+      Conflict
+        RepositoryAlreadyExists       RepositoryAlreadyExistsException
+        RepositoryNotEmpty            RepositoryNotEmptyException
+        ImageAlreadyExists            ImageAlreadyExistsException
+        ImageTagAlreadyExists         ImageTagAlreadyExistsException / TAG_INVALID
+        LayerAlreadyExists            LayerAlreadyExistsException
+      ImageDigestDoesNotMatch         ImageDigestDoesNotMatchException / DIGEST_INVALID
+      InvalidLayer                    InvalidLayerException / DIGEST_INVALID
+      InvalidLayerPart                InvalidLayerPartException / BLOB_UPLOAD_INVALID
+      EmptyUpload                     EmptyUploadException / BLOB_UPLOAD_INVALID
+      ManifestInvalid                 InvalidParameterException / MANIFEST_INVALID
+      TooManyTags                     TooManyTagsException
+      LimitExceeded                   LimitExceededException / TOOMANYREQUESTS
+      AuthError
+        UnrecognizedClient            UnrecognizedClientException / UNAUTHORIZED
+        InvalidSignature              InvalidSignatureException / UNAUTHORIZED
+        MissingAuthenticationToken    MissingAuthenticationTokenException / UNAUTHORIZED
+        AccessDenied                  AccessDeniedException / DENIED
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import ClassVar
+
+
+class OciCode(Enum):
+    """OCI Distribution error codes with their default message and HTTP status."""
+
+    BLOB_UNKNOWN = ("blob unknown to registry", 404)
+    BLOB_UPLOAD_INVALID = ("blob upload invalid", 400)
+    BLOB_UPLOAD_UNKNOWN = ("blob upload unknown to registry", 404)
+    DIGEST_INVALID = ("provided digest did not match uploaded content", 400)
+    MANIFEST_BLOB_UNKNOWN = ("manifest references a manifest or blob unknown to registry", 404)
+    MANIFEST_INVALID = ("manifest invalid", 400)
+    MANIFEST_UNKNOWN = ("manifest unknown", 404)
+    NAME_INVALID = ("invalid repository name", 400)
+    NAME_UNKNOWN = ("repository name not known to registry", 404)
+    SIZE_INVALID = ("provided length did not match content length", 400)
+    TAG_INVALID = ("manifest tag did not match URI", 400)
+    UNAUTHORIZED = ("authentication required", 401)
+    DENIED = ("requested access to the resource is denied", 403)
+    UNSUPPORTED = ("the operation is unsupported", 405)
+    TOOMANYREQUESTS = ("too many requests", 429)
+    RANGE_INVALID = ("invalid content range", 416)
+    UNKNOWN = ("unknown error", 500)
+
+    @property
+    def message(self) -> str:
+        return self.value[0]
+
+    @property
+    def status(self) -> int:
+        return self.value[1]
+
+
+class OpenEcrError(Exception):
+    """Base of every error openecr raises on purpose."""
+
+    ecr_type: ClassVar[str] = "ServerException"
+    ecr_status: ClassVar[int] = 500
+    oci_code: ClassVar[OciCode] = OciCode.UNKNOWN
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidParameter(OpenEcrError):
+    ecr_type = "InvalidParameterException"
+    ecr_status = 400
+    oci_code = OciCode.NAME_INVALID
+
+    @classmethod
+    def constraint(cls, field: str, constraint: str) -> InvalidParameter:
+        """ECR's own wording: ``Invalid parameter at '<field>' failed to satisfy constraint: ...``."""
+        return cls(f"Invalid parameter at '{field}' failed to satisfy constraint: '{constraint}'")
+
+
+class SerializationError(InvalidParameter):
+    ecr_type = "SerializationException"
+
+
+class RequestTooLarge(InvalidParameter):
+    ecr_status = 413
+    oci_code = OciCode.SIZE_INVALID
+
+
+class InvalidTagParameter(InvalidParameter):
+    ecr_type = "InvalidTagParameterException"
+
+
+class UnknownOperation(OpenEcrError):
+    ecr_type = "UnknownOperationException"
+    ecr_status = 400
+    oci_code = OciCode.UNSUPPORTED
+
+
+class NotFound(OpenEcrError):
+    ecr_status = 400
+    oci_code = OciCode.NAME_UNKNOWN
+
+
+class RepositoryNotFound(NotFound):
+    ecr_type = "RepositoryNotFoundException"
+    oci_code = OciCode.NAME_UNKNOWN
+
+    def __init__(self, name: str, registry_id: str) -> None:
+        super().__init__(
+            f"The repository with name '{name}' does not exist in the registry "
+            f"with id '{registry_id}'"
+        )
+
+
+class ImageNotFound(NotFound):
+    ecr_type = "ImageNotFoundException"
+    oci_code = OciCode.MANIFEST_UNKNOWN
+
+
+class LayersNotFound(NotFound):
+    ecr_type = "LayersNotFoundException"
+    oci_code = OciCode.MANIFEST_BLOB_UNKNOWN
+
+
+class ReferencedImagesNotFound(NotFound):
+    ecr_type = "ReferencedImagesNotFoundException"
+    oci_code = OciCode.MANIFEST_BLOB_UNKNOWN
+
+
+class UploadNotFound(NotFound):
+    ecr_type = "UploadNotFoundException"
+    oci_code = OciCode.BLOB_UPLOAD_UNKNOWN
+
+
+class BlobNotFound(NotFound):
+    ecr_type = "LayersNotFoundException"
+    oci_code = OciCode.BLOB_UNKNOWN
+
+
+class Conflict(OpenEcrError):
+    ecr_status = 400
+    oci_code = OciCode.DENIED
+
+
+class RepositoryAlreadyExists(Conflict):
+    ecr_type = "RepositoryAlreadyExistsException"
+
+    def __init__(self, name: str, registry_id: str) -> None:
+        super().__init__(
+            f"The repository with name '{name}' already exists in the registry "
+            f"with id '{registry_id}'"
+        )
+
+
+class RepositoryNotEmpty(Conflict):
+    ecr_type = "RepositoryNotEmptyException"
+
+    def __init__(self, name: str, registry_id: str) -> None:
+        super().__init__(
+            f"The repository with name '{name}' in registry with id '{registry_id}' "
+            "cannot be deleted because it still contains images"
+        )
+
+
+class ImageAlreadyExists(Conflict):
+    ecr_type = "ImageAlreadyExistsException"
+    oci_code = OciCode.MANIFEST_INVALID
+
+
+class ImageTagAlreadyExists(Conflict):
+    ecr_type = "ImageTagAlreadyExistsException"
+    oci_code = OciCode.TAG_INVALID
+
+    def __init__(self, tag: str, name: str) -> None:
+        super().__init__(
+            f"The image tag '{tag}' already exists in the '{name}' repository and cannot "
+            "be overwritten because the repository is immutable."
+        )
+
+
+class LayerAlreadyExists(Conflict):
+    ecr_type = "LayerAlreadyExistsException"
+
+
+class ImageDigestDoesNotMatch(OpenEcrError):
+    ecr_type = "ImageDigestDoesNotMatchException"
+    ecr_status = 400
+    oci_code = OciCode.DIGEST_INVALID
+
+
+class InvalidLayer(OpenEcrError):
+    ecr_type = "InvalidLayerException"
+    ecr_status = 400
+    oci_code = OciCode.DIGEST_INVALID
+
+
+class InvalidLayerPart(OpenEcrError):
+    ecr_type = "InvalidLayerPartException"
+    ecr_status = 400
+    oci_code = OciCode.RANGE_INVALID
+
+
+class EmptyUpload(OpenEcrError):
+    ecr_type = "EmptyUploadException"
+    ecr_status = 400
+    oci_code = OciCode.BLOB_UPLOAD_INVALID
+
+
+class ManifestInvalid(OpenEcrError):
+    ecr_type = "InvalidParameterException"
+    ecr_status = 400
+    oci_code = OciCode.MANIFEST_INVALID
+
+
+class TooManyTags(OpenEcrError):
+    ecr_type = "TooManyTagsException"
+    ecr_status = 400
+    oci_code = OciCode.DENIED
+
+
+class LimitExceeded(OpenEcrError):
+    ecr_type = "LimitExceededException"
+    ecr_status = 400
+    oci_code = OciCode.TOOMANYREQUESTS
+
+
+class AuthError(OpenEcrError):
+    ecr_status = 400
+    oci_code = OciCode.UNAUTHORIZED
+
+
+class UnrecognizedClient(AuthError):
+    ecr_type = "UnrecognizedClientException"
+
+
+class InvalidSignature(AuthError):
+    ecr_type = "InvalidSignatureException"
+
+
+class MissingAuthenticationToken(AuthError):
+    ecr_type = "MissingAuthenticationTokenException"
+    ecr_status = 403
+
+
+class AccessDenied(AuthError):
+    ecr_type = "AccessDeniedException"
+    oci_code = OciCode.DENIED
+
+
+def all_error_classes() -> list[type[OpenEcrError]]:
+    """Every class of the hierarchy, base included, depth first."""
+    found: list[type[OpenEcrError]] = [OpenEcrError]
+    stack = list(OpenEcrError.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        found.append(cls)
+        stack.extend(cls.__subclasses__())
+    return found

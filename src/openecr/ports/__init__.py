@@ -1,0 +1,1 @@
+"""Interfaces the core needs from storage. Small, role-based ``Protocol``s."""

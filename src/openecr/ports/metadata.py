@@ -1,0 +1,126 @@
+"""The metadata store port: repositories, images, tags, blob links and upload sessions.
+
+All access happens inside a transaction. ``write()`` transactions are serialised against each
+other, so check-then-act rules (tag immutability, "already exists") are atomic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Protocol
+
+from openecr.domain.model import (
+    BlobInfo,
+    ExclusionFilter,
+    ImageRecord,
+    ImageView,
+    Repository,
+    TagMutability,
+    UploadSession,
+)
+
+
+class Transaction(Protocol):
+    # repositories
+    def get_repository(self, registry_id: str, name: str) -> Repository | None: ...
+
+    def list_repositories(
+        self, registry_id: str, after: str | None, limit: int
+    ) -> list[Repository]:
+        """Repositories of a registry ordered by name, starting after ``after``."""
+        ...
+
+    def create_repository(self, repo: Repository) -> Repository:
+        """Insert ``repo`` (its id is ignored) and return it with its id. The caller checked
+        that the name is free."""
+        ...
+
+    def set_tag_mutability(
+        self, repo_id: int, mutability: TagMutability, filters: Sequence[ExclusionFilter]
+    ) -> None: ...
+
+    def delete_repository(self, repo_id: int) -> None:
+        """Delete the repository with its images, tags, links, uploads and resource tags."""
+        ...
+
+    def count_images(self, repo_id: int) -> int: ...
+
+    # images and tags
+    def get_image(self, repo_id: int, digest: str) -> ImageRecord | None: ...
+
+    def get_tag(self, repo_id: int, tag: str) -> str | None:
+        """The digest ``tag`` points at, or None."""
+        ...
+
+    def tags_of(self, repo_id: int, digest: str) -> list[str]:
+        """Tags of an image, most recently set first."""
+        ...
+
+    def insert_image(self, image: ImageRecord) -> None: ...
+
+    def set_tag(self, repo_id: int, tag: str, digest: str, at: datetime) -> None:
+        """Point ``tag`` at ``digest``, moving it if it exists."""
+        ...
+
+    def delete_tag(self, repo_id: int, tag: str) -> None: ...
+
+    def delete_image(self, repo_id: int, digest: str) -> None:
+        """Delete the image and every tag pointing at it."""
+        ...
+
+    def list_images(
+        self, repo_id: int, tag_status: str, after: int | None, limit: int
+    ) -> list[ImageView]:
+        """Images with their tags in push order, after the image whose ``seq`` is ``after``.
+        ``tag_status`` is TAGGED, UNTAGGED or ANY."""
+        ...
+
+    def images_referencing(self, repo_id: int, digest: str) -> list[str]:
+        """Digests of stored indexes in the repository that list ``digest`` as a child."""
+        ...
+
+    def add_references(self, repo_id: int, parent: str, children: Sequence[str]) -> None: ...
+
+    # blobs
+    def link_blob(self, repo_id: int, blob: BlobInfo) -> None:
+        """Record that the repository holds ``blob`` (idempotent)."""
+        ...
+
+    def get_linked_blob(self, repo_id: int, digest: str) -> BlobInfo | None: ...
+
+    def get_blob(self, digest: str) -> BlobInfo | None:
+        """A committed blob in any repository of any registry."""
+        ...
+
+    # uploads
+    def create_upload(self, upload: UploadSession) -> None: ...
+
+    def get_upload(self, upload_id: str) -> UploadSession | None: ...
+
+    def update_upload(self, upload_id: str, size: int, parts: int) -> None: ...
+
+    def delete_upload(self, upload_id: str) -> None: ...
+
+    # resource tags
+    def get_resource_tags(self, repo_id: int) -> list[tuple[str, str]]: ...
+
+    def put_resource_tags(self, repo_id: int, tags: Sequence[tuple[str, str]]) -> None:
+        """Add or overwrite the given keys."""
+        ...
+
+    def delete_resource_tags(self, repo_id: int, keys: Sequence[str]) -> None: ...
+
+
+class MetadataStore(Protocol):
+    def read(self) -> AbstractContextManager[Transaction]:
+        """A consistent read-only view."""
+        ...
+
+    def write(self) -> AbstractContextManager[Transaction]:
+        """A serialised read-write transaction, committed on normal exit, rolled back on error."""
+        ...
+
+    def close(self) -> None: ...
+

@@ -1,0 +1,46 @@
+"""The bundle of use cases one registry process serves, and who is calling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from openecr.service.images import ImageService
+from openecr.service.layers import LayerService
+from openecr.service.repositories import RepositoryService
+from openecr.service.tokens import TokenService
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    default_account: str = "123456789012"
+    region: str = "us-east-1"
+    # None: the host and port the client used; else a template with {account} and {region}
+    registry_host: str | None = None
+    # whether signatures / tokens are checked (a credentials file was given)
+    authenticate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    settings: Settings
+    repositories: RepositoryService
+    images: ImageService
+    layers: LayerService
+    tokens: TokenService
+
+    def registry_host(self, account: str, request_host: str) -> str:
+        """Where docker reaches ``account``'s registry, as ``repositoryUri`` reports it."""
+        template = self.settings.registry_host
+        if template is None:
+            return request_host
+        return template.format(account=account, region=self.settings.region)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated (or, without credentials, assumed) caller of one request."""
+
+    account: str
+    host: str  # the Host the request arrived on
+    scheme: str = "http"
+    authenticated: bool = False

@@ -1,0 +1,192 @@
+"""Repository use cases: create, describe, delete, tag mutability, resource tags."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from openecr.domain.model import ExclusionFilter, Repository, TagMutability
+from openecr.errors import (
+    InvalidParameter,
+    InvalidTagParameter,
+    RepositoryAlreadyExists,
+    RepositoryNotEmpty,
+    RepositoryNotFound,
+    TooManyTags,
+)
+from openecr.ports.blobs import BlobStore
+from openecr.ports.metadata import MetadataStore, Transaction
+from openecr.service.paging import decode_token, encode_token
+
+MAX_RESOURCE_TAGS = 50
+_EXCLUSION_MODES = (TagMutability.IMMUTABLE_WITH_EXCLUSION, TagMutability.MUTABLE_WITH_EXCLUSION)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def require_repository(tx: Transaction, registry_id: str, name: str) -> Repository:
+    """The repository, or raise RepositoryNotFound with ECR's message."""
+    repo = tx.get_repository(registry_id, name)
+    if repo is None:
+        raise RepositoryNotFound(name, registry_id)
+    return repo
+
+
+def check_mutability(
+    mutability: TagMutability, filters: Sequence[ExclusionFilter] | None
+) -> tuple[ExclusionFilter, ...]:
+    """Exclusion filters go with the *_WITH_EXCLUSION modes, and only with them."""
+    if mutability in _EXCLUSION_MODES and not filters:
+        raise InvalidParameter.constraint(
+            "imageTagMutabilityExclusionFilters",
+            "ImageTagMutabilityExclusionFilters can't be null when imageTagMutability is set "
+            f"as {mutability.value}",
+        )
+    if mutability not in _EXCLUSION_MODES and filters:
+        raise InvalidParameter.constraint(
+            "imageTagMutabilityExclusionFilters",
+            "ImageTagMutabilityExclusionFilters can only be set when imageTagMutability is "
+            f"set as {' or '.join(m.value for m in _EXCLUSION_MODES)}",
+        )
+    return tuple(filters or ())
+
+
+def check_resource_tags(tags: Sequence[tuple[str, str]]) -> None:
+    for key, value in tags:
+        if not 1 <= len(key) <= 128:
+            raise InvalidTagParameter(
+                "Invalid parameter at 'tags' failed to satisfy constraint: "
+                "'Tag keys must be between 1 and 128 characters long'"
+            )
+        if len(value) > 256:
+            raise InvalidTagParameter(
+                "Invalid parameter at 'tags' failed to satisfy constraint: "
+                "'Tag values must be at most 256 characters long'"
+            )
+        if key.lower().startswith("aws:"):
+            raise InvalidTagParameter("Tag keys that start with 'aws:' are reserved for AWS use")
+
+
+@dataclass(frozen=True, slots=True)
+class NewRepository:
+    name: str
+    tag_mutability: TagMutability = TagMutability.MUTABLE
+    exclusion_filters: tuple[ExclusionFilter, ...] | None = None
+    scan_on_push: bool = False
+    encryption_type: str = "AES256"
+    kms_key: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+class RepositoryService:
+    def __init__(self, meta: MetadataStore, blobs: BlobStore, clock: Clock = utcnow) -> None:
+        self.meta = meta
+        self.blobs = blobs
+        self.clock = clock
+
+    def get(self, registry_id: str, name: str) -> Repository:
+        """The repository; raises RepositoryNotFound."""
+        with self.meta.read() as tx:
+            return require_repository(tx, registry_id, name)
+
+    def create(self, registry_id: str, spec: NewRepository) -> Repository:
+        """Create a repository; raises RepositoryAlreadyExists, InvalidParameter, TooManyTags."""
+        filters = check_mutability(spec.tag_mutability, spec.exclusion_filters)
+        check_resource_tags(spec.tags)
+        if len(dict(spec.tags)) > MAX_RESOURCE_TAGS:
+            raise TooManyTags(f"A repository can have at most {MAX_RESOURCE_TAGS} tags")
+        if spec.encryption_type == "AES256" and spec.kms_key:
+            raise InvalidParameter.constraint(
+                "encryptionConfiguration", "kmsKey can only be specified with KMS encryption"
+            )
+        with self.meta.write() as tx:
+            if tx.get_repository(registry_id, spec.name) is not None:
+                raise RepositoryAlreadyExists(spec.name, registry_id)
+            repo = tx.create_repository(
+                Repository(
+                    id=0,
+                    registry_id=registry_id,
+                    name=spec.name,
+                    created_at=self.clock(),
+                    tag_mutability=spec.tag_mutability,
+                    exclusion_filters=filters,
+                    scan_on_push=spec.scan_on_push,
+                    encryption_type=spec.encryption_type,
+                    kms_key=spec.kms_key,
+                )
+            )
+            tx.put_resource_tags(repo.id, spec.tags)
+            return repo
+
+    def describe(
+        self,
+        registry_id: str,
+        names: Sequence[str] | None,
+        token: str | None,
+        max_results: int | None,
+    ) -> tuple[list[Repository], str | None]:
+        """Named repositories in request order (raises RepositoryNotFound for the first
+        missing one), or every repository of the registry by name, one page at a time."""
+        with self.meta.read() as tx:
+            if names:
+                if token is not None or max_results is not None:
+                    raise InvalidParameter(
+                        "Invalid parameter: 'maxResults' and 'nextToken' cannot be used with "
+                        "'repositoryNames'"
+                    )
+                return [require_repository(tx, registry_id, n) for n in names], None
+            limit = max_results or 100
+            after = decode_token(token, str) if token else None
+            found = tx.list_repositories(registry_id, after, limit + 1)
+        more = len(found) > limit
+        found = found[:limit]
+        return found, encode_token(found[-1].name) if more else None
+
+    def delete(self, registry_id: str, name: str, force: bool) -> Repository:
+        """Delete a repository; without ``force`` it must hold no images."""
+        with self.meta.write() as tx:
+            repo = require_repository(tx, registry_id, name)
+            if not force and tx.count_images(repo.id) > 0:
+                raise RepositoryNotEmpty(name, registry_id)
+            tx.delete_repository(repo.id)
+            return repo
+
+    def put_tag_mutability(
+        self,
+        registry_id: str,
+        name: str,
+        mutability: TagMutability,
+        filters: Sequence[ExclusionFilter] | None,
+    ) -> Repository:
+        checked = check_mutability(mutability, filters)
+        with self.meta.write() as tx:
+            repo = require_repository(tx, registry_id, name)
+            tx.set_tag_mutability(repo.id, mutability, checked)
+            updated = tx.get_repository(registry_id, name)
+            assert updated is not None
+            return updated
+
+    def list_resource_tags(self, registry_id: str, name: str) -> list[tuple[str, str]]:
+        with self.meta.read() as tx:
+            repo = require_repository(tx, registry_id, name)
+            return tx.get_resource_tags(repo.id)
+
+    def tag_resource(self, registry_id: str, name: str, tags: Sequence[tuple[str, str]]) -> None:
+        check_resource_tags(tags)
+        with self.meta.write() as tx:
+            repo = require_repository(tx, registry_id, name)
+            merged = dict(tx.get_resource_tags(repo.id))
+            merged.update(dict(tags))
+            if len(merged) > MAX_RESOURCE_TAGS:
+                raise TooManyTags(f"A repository can have at most {MAX_RESOURCE_TAGS} tags")
+            tx.put_resource_tags(repo.id, tags)
+
+    def untag_resource(self, registry_id: str, name: str, keys: Sequence[str]) -> None:
+        with self.meta.write() as tx:
+            repo = require_repository(tx, registry_id, name)
+            tx.delete_resource_tags(repo.id, keys)

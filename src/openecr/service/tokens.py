@@ -1,0 +1,83 @@
+"""Registry passwords (what GetAuthorizationToken hands out) and signed download URLs.
+
+A password is ``oe1.<payload>.<mac>``: a base64url JSON payload (account, expiry) and an
+HMAC-SHA256 over it with the server's secret. Like ECR tokens they last 12 hours.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from openecr.errors import AccessDenied
+from openecr.service.repositories import Clock, utcnow
+
+TOKEN_LIFETIME = timedelta(hours=12)
+URL_LIFETIME = timedelta(hours=1)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    password: str
+    expires_at: datetime
+
+    @property
+    def authorization_token(self) -> str:
+        """ECR's ``authorizationToken``: base64 of ``AWS:<password>``."""
+        return base64.b64encode(f"AWS:{self.password}".encode()).decode()
+
+
+class TokenService:
+    def __init__(self, secret: bytes, clock: Clock = utcnow) -> None:
+        self._secret = secret
+        self.clock = clock
+
+    def _mac(self, message: str) -> str:
+        return _b64(hmac.new(self._secret, message.encode(), hashlib.sha256).digest())
+
+    def issue(self, account: str) -> IssuedToken:
+        expires = self.clock() + TOKEN_LIFETIME
+        payload = _b64(
+            json.dumps({"a": account, "e": int(expires.timestamp())}, separators=(",", ":")).encode()
+        )
+        return IssuedToken(f"oe1.{payload}.{self._mac(payload)}", expires)
+
+    def verify(self, password: str) -> str:
+        """The account a password was issued to; raises AccessDenied if forged or expired."""
+        try:
+            version, payload, mac = password.split(".")
+            data = json.loads(_unb64(payload))
+            account, expires = str(data["a"]), int(data["e"])
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            raise AccessDenied("Your authorization token is invalid.") from None
+        if version != "oe1" or not hmac.compare_digest(mac, self._mac(payload)):
+            raise AccessDenied("Your authorization token is invalid.")
+        if expires < self.clock().timestamp():
+            raise AccessDenied("Your authorization token has expired. Reauthenticate and try again.")
+        return account
+
+    def sign_path(self, path: str) -> tuple[int, str]:
+        """An expiry and signature that make ``path`` downloadable until then."""
+        expires = int((self.clock() + URL_LIFETIME).timestamp())
+        return expires, self._mac(f"{path}\n{expires}")
+
+    def check_path(self, path: str, expires: str, signature: str) -> bool:
+        try:
+            deadline = int(expires)
+        except ValueError:
+            return False
+        fresh = deadline >= self.clock().timestamp()
+        return fresh and hmac.compare_digest(signature, self._mac(f"{path}\n{deadline}"))
