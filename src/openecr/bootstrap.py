@@ -82,7 +82,10 @@ def build_app(runtime: Runtime) -> Starlette:
         from openecr.api.sigv4 import SigV4Authenticator
 
         authenticate = SigV4Authenticator(
-            {c.access_key_id: (c.secret_access_key, c.account_id) for c in runtime.config.credentials},
+            {
+                c.access_key_id: (c.secret_access_key, c.account_id)
+                for c in runtime.config.credentials
+            },
             region=runtime.config.region,
         )
     return create_app(runtime.registry, runtime.blobs, authenticate)

@@ -96,7 +96,7 @@ class InvalidParameter(OpenEcrError):
 
     @classmethod
     def constraint(cls, field: str, constraint: str) -> InvalidParameter:
-        """ECR's own wording: ``Invalid parameter at '<field>' failed to satisfy constraint: ...``."""
+        """ECR's wording: ``Invalid parameter at '<field>' failed to satisfy constraint``."""
         return cls(f"Invalid parameter at '{field}' failed to satisfy constraint: '{constraint}'")
 
 

@@ -69,9 +69,13 @@ def _ecr_response(rendered: protocol.Response) -> Response:
     return Response(rendered.body, rendered.status, headers, media_type=protocol.CONTENT_TYPE)
 
 
-def create_app(registry: Registry, blobs: BlobStore, authenticate: Authenticator | None = None) -> Starlette:
+def create_app(
+    registry: Registry, blobs: BlobStore, authenticate: Authenticator | None = None
+) -> Starlette:
     """The whole HTTP surface of one registry process."""
-    state = AppState(registry, blobs, authenticate or accept_anyone(registry.settings.default_account))
+    state = AppState(
+        registry, blobs, authenticate or accept_anyone(registry.settings.default_account)
+    )
 
     async def ecr_api(request: Request) -> Response:
         try:
@@ -96,13 +100,14 @@ def create_app(registry: Registry, blobs: BlobStore, authenticate: Authenticator
         params = request.path_params
         path = request.url.path
         query = request.query_params
-        ok = registry.tokens.check_path(
-            path, query.get("expires", ""), query.get("signature", "")
-        )
+        ok = registry.tokens.check_path(path, query.get("expires", ""), query.get("signature", ""))
         digest = Digest.try_parse(params["digest"])
         if not ok or digest is None:
             return JSONResponse(
-                {"__type": "AccessDeniedException", "message": "The download URL is invalid or expired"},
+                {
+                    "__type": "AccessDeniedException",
+                    "message": "The download URL is invalid or expired",
+                },
                 status_code=403,
             )
         try:

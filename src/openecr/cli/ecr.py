@@ -62,7 +62,7 @@ def _endpoint_configured(args: Sequence[str], env: MutableMapping[str, str]) -> 
 def _local_handler(data_dir: str | None) -> Any:
     """A before-send handler that serves requests from the local store."""
     from botocore.awsrequest import AWSResponse
-    from urllib3._collections import HTTPHeaderDict
+    from botocore.compat import HTTPHeaders
 
     from openecr.api.ecr import protocol
     from openecr.bootstrap import build_runtime
@@ -89,14 +89,12 @@ def _local_handler(data_dir: str | None) -> Any:
         if isinstance(target, bytes):
             target = target.decode()
         rendered = protocol.handle(registry, caller, target, body or b"")
-        headers = HTTPHeaderDict(
-            {
-                "Content-Type": protocol.CONTENT_TYPE,
-                "x-amzn-RequestId": rendered.request_id,
-                "Content-Length": str(len(rendered.body)),
-                **rendered.headers,
-            }
-        )
+        headers = HTTPHeaders()
+        headers["Content-Type"] = protocol.CONTENT_TYPE
+        headers["x-amzn-RequestId"] = rendered.request_id
+        headers["Content-Length"] = str(len(rendered.body))
+        for key, value in rendered.headers.items():
+            headers[key] = value
         return AWSResponse(request.url, rendered.status, headers, _RawBody(rendered.body))
 
     return before_send

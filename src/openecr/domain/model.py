@@ -5,10 +5,10 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 
-class TagMutability(str, Enum):
+class TagMutability(StrEnum):
     MUTABLE = "MUTABLE"
     IMMUTABLE = "IMMUTABLE"
     IMMUTABLE_WITH_EXCLUSION = "IMMUTABLE_WITH_EXCLUSION"
@@ -99,7 +99,7 @@ class ImageId:
     tag: str | None = None
 
 
-class FailureCode(str, Enum):
+class FailureCode(StrEnum):
     INVALID_IMAGE_DIGEST = "InvalidImageDigest"
     INVALID_IMAGE_TAG = "InvalidImageTag"
     IMAGE_TAG_DOES_NOT_MATCH_DIGEST = "ImageTagDoesNotMatchDigest"

@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 
 # botocore's current RepositoryName pattern (the OCI distribution name grammar); enforced.
-REPOSITORY_NAME_PATTERN = (
-    r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*"
-)
+REPOSITORY_NAME_PATTERN = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*"
 # The regex every real ECR error message quotes; used verbatim in messages only.
 REPOSITORY_NAME_MESSAGE_PATTERN = "(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*"
 REPOSITORY_NAME_MIN = 2

@@ -284,12 +284,16 @@ class ImageService:
                     continue
                 record = records.get(found.digest) or tx.get_image(repo.id, found.digest)
                 if record is None:  # a tag left dangling by a concurrent delete
-                    failures.append(_failure(image_id, FailureCode.IMAGE_NOT_FOUND, REASON_NOT_FOUND))
+                    failures.append(
+                        _failure(image_id, FailureCode.IMAGE_NOT_FOUND, REASON_NOT_FOUND)
+                    )
                     continue
                 records[found.digest] = record
                 served = self._serve(record, accepted, by_tag=image_id.tag is not None)
                 if served is None:
-                    failures.append(_failure(image_id, FailureCode.IMAGE_NOT_FOUND, REASON_NOT_FOUND))
+                    failures.append(
+                        _failure(image_id, FailureCode.IMAGE_NOT_FOUND, REASON_NOT_FOUND)
+                    )
                     continue
                 for tag in found.tags:
                     if (record.digest, tag) not in seen:
@@ -309,7 +313,9 @@ class ImageService:
         with self.meta.read() as tx:
             repo = require_repository(tx, registry_id, name)
             found = check_image_id(reference) or resolve_id(tx, repo, reference)
-            record = None if isinstance(found, ImageFailure) else tx.get_image(repo.id, found.digest)
+            record = (
+                None if isinstance(found, ImageFailure) else tx.get_image(repo.id, found.digest)
+            )
         if record is None:
             raise ImageNotFound(REASON_NOT_FOUND)
         return record
@@ -346,8 +352,7 @@ class ImageService:
         if image_ids:
             if token is not None or max_results is not None:
                 raise InvalidParameter(
-                    "Invalid parameter: 'maxResults' and 'nextToken' cannot be used with "
-                    "'imageIds'"
+                    "Invalid parameter: 'maxResults' and 'nextToken' cannot be used with 'imageIds'"
                 )
             views: list[ImageView] = []
             with self.meta.read() as tx:
@@ -358,7 +363,9 @@ class ImageService:
                         raise InvalidParameter(failure.reason)
                     found = resolve_id(tx, repo, image_id)
                     record = (
-                        None if isinstance(found, ImageFailure) else tx.get_image(repo.id, found.digest)
+                        None
+                        if isinstance(found, ImageFailure)
+                        else tx.get_image(repo.id, found.digest)
                     )
                     if record is None:
                         raise ImageNotFound(

@@ -94,7 +94,9 @@ class LayerService:
             f"{current - 1}"
         )
 
-    def complete(self, registry_id: str, name: str, upload_id: str, layer_digests: Sequence[str]) -> str:
+    def complete(
+        self, registry_id: str, name: str, upload_id: str, layer_digests: Sequence[str]
+    ) -> str:
         """Verify and commit the upload as the given digest, link it to the repository and end
         the session. Raises UploadNotFound, EmptyUpload, InvalidLayer, LayerAlreadyExists."""
         session = self._session(registry_id, name, upload_id)
@@ -137,9 +139,13 @@ class LayerService:
             repo = require_repository(tx, registry_id, name)
             for value in layer_digests:
                 if not value:
-                    failures.append(LayerFailure(value, "MissingLayerDigest", "Missing layer digest"))
+                    failures.append(
+                        LayerFailure(value, "MissingLayerDigest", "Missing layer digest")
+                    )
                 elif not digests.is_well_formed(value):
-                    failures.append(LayerFailure(value, "InvalidLayerDigest", "Invalid layer digest"))
+                    failures.append(
+                        LayerFailure(value, "InvalidLayerDigest", "Invalid layer digest")
+                    )
                 else:
                     blob = tx.get_linked_blob(repo.id, value)
                     if blob is None:

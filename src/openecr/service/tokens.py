@@ -51,7 +51,9 @@ class TokenService:
     def issue(self, account: str) -> IssuedToken:
         expires = self.clock() + TOKEN_LIFETIME
         payload = _b64(
-            json.dumps({"a": account, "e": int(expires.timestamp())}, separators=(",", ":")).encode()
+            json.dumps(
+                {"a": account, "e": int(expires.timestamp())}, separators=(",", ":")
+            ).encode()
         )
         return IssuedToken(f"oe1.{payload}.{self._mac(payload)}", expires)
 
@@ -66,7 +68,9 @@ class TokenService:
         if version != "oe1" or not hmac.compare_digest(mac, self._mac(payload)):
             raise AccessDenied("Your authorization token is invalid.")
         if expires < self.clock().timestamp():
-            raise AccessDenied("Your authorization token has expired. Reauthenticate and try again.")
+            raise AccessDenied(
+                "Your authorization token has expired. Reauthenticate and try again."
+            )
         return account
 
     def sign_path(self, path: str) -> tuple[int, str]:

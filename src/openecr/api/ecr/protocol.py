@@ -69,7 +69,8 @@ def handle(registry: Registry, caller: Caller, target: str | None, body: bytes) 
         if not isinstance(params, dict):
             raise SerializationError("Start of structure or map found where not expected")
         shape = service_model().operation_model(name).input_shape
-        validate(shape, params, "input")
+        if shape is not None:
+            validate(shape, params, "input")
         doc = OPERATIONS[name](Call(registry, caller, params, name))
         return Response(200, dumps(doc), request_id)
     except OpenEcrError as error:

@@ -68,7 +68,9 @@ def validate(shape: Shape, value: Any, field: str) -> Any:
         assert isinstance(shape, MapShape)
         if not isinstance(value, dict):
             raise _wrong_type(field, "an object")
-        return {validate(shape.key, k, field): validate(shape.value, v, field) for k, v in value.items()}
+        return {
+            validate(shape.key, k, field): validate(shape.value, v, field) for k, v in value.items()
+        }
     if kind == "string":
         if not isinstance(value, str):
             raise _wrong_type(field, "a string")
