@@ -53,6 +53,8 @@ from openecr.domain.model import (
 
 metadata = MetaData()
 
+WRITE_LOCK_KEY = 0x6F70656E656372  # "openecr": the advisory lock PostgreSQL writers take
+
 repositories = Table(
     "repositories",
     metadata,
@@ -473,6 +475,9 @@ class SqlMetadataStore:
     @contextmanager
     def write(self) -> Iterator[SqlTransaction]:
         with self._writer.connect() as conn, conn.begin():
+            if not self._is_sqlite:
+                # serialise writers across replicas, as BEGIN IMMEDIATE does for SQLite
+                conn.execute(select(func.pg_advisory_xact_lock(WRITE_LOCK_KEY)))
             yield SqlTransaction(conn)
 
     def close(self) -> None:
