@@ -30,7 +30,7 @@ typecheck: install
 	$(BIN)/mypy
 
 test: install
-	./scripts/install-test-deps
+	./scripts/install-test-deps skopeo podman docker.io busybox-static
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/lint-imports

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from openecr.api.http import Authenticator, create_app
 from openecr.backends.filesystem import FilesystemBlobStore
 from openecr.backends.sql import SqlMetadataStore
 from openecr.config import Config
+from openecr.domain.conversion import Schema1Signer
+from openecr.service.conversion import ManifestConverter
 from openecr.service.images import ImageService
 from openecr.service.layers import LayerService
 from openecr.service.registry import Registry, Settings
@@ -33,27 +36,41 @@ class Runtime:
         self.metadata.close()
 
 
-def load_secret(data_dir: Path) -> bytes:
-    """The server secret that signs tokens and URLs: created once, kept in the data dir."""
-    path = data_dir / "secret.key"
+def _create_once(path: Path, make: Callable[[], bytes]) -> bytes:
+    """The bytes of ``path``, written by ``make()`` (mode 0600) if the file does not exist yet;
+    racing processes all read the first writer's bytes."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
         pass
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = data_dir / f".secret.key.{os.getpid()}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(secrets.token_bytes(32))
+        handle.write(make())
         handle.flush()
         os.fsync(handle.fileno())
     try:
-        os.link(tmp, path)  # first writer wins; a racing process reads the winner's key
+        os.link(tmp, path)  # first writer wins; a racing process reads the winner's bytes
     except FileExistsError:
         pass
     finally:
         tmp.unlink()
     return path.read_bytes()
+
+
+def load_secret(data_dir: Path) -> bytes:
+    """The server secret that signs tokens and URLs: created once, kept in the data dir."""
+    return _create_once(data_dir / "secret.key", lambda: secrets.token_bytes(32))
+
+
+def load_schema1_key(data_dir: Path) -> Schema1Signer:
+    """The registry's EC P-256 key that signs schema 1 manifests converted on the fly (PEM):
+    created once, kept in the data dir, so its key id stays stable across restarts."""
+    pem = _create_once(
+        data_dir / "schema1-signing-key.pem", lambda: Schema1Signer.generate().to_pem()
+    )
+    return Schema1Signer.from_pem(pem)
 
 
 def build_runtime(config: Config) -> Runtime:
@@ -65,11 +82,16 @@ def build_runtime(config: Config) -> Runtime:
         region=config.region,
         registry_host=config.registry_host,
         authenticate=bool(config.credentials),
+        create_on_push=config.create_on_push,
     )
     registry = Registry(
         settings=settings,
         repositories=RepositoryService(metadata, blobs),
-        images=ImageService(metadata, lenient_manifests=config.lenient_manifests),
+        images=ImageService(
+            metadata,
+            lenient_manifests=config.lenient_manifests,
+            converter=ManifestConverter(metadata, blobs, load_schema1_key(config.data_dir)),
+        ),
         layers=LayerService(metadata, blobs),
         tokens=TokenService(load_secret(config.data_dir)),
     )

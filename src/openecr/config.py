@@ -11,6 +11,7 @@ Environment variables (each overridden by the matching ``openecr serve`` option)
 ``OPENECR_REGISTRY_HOST``       registry host template with ``{account}``/``{region}``
 ``OPENECR_LENIENT_MANIFESTS``   ``1`` to accept manifests whose blobs are absent
 ``OPENECR_CREDENTIALS``         a credentials file; turns on authentication
+``OPENECR_CREATE_ON_PUSH``      ``1`` to create missing repositories on a registry (``/v2``) push
 ==============================  ==========================================================
 """
 
@@ -44,6 +45,7 @@ class Config:
     region: str = "us-east-1"
     registry_host: str | None = None
     lenient_manifests: bool = False
+    create_on_push: bool = False
     credentials_file: Path | None = None
     credentials: tuple[Credential, ...] = field(default=())
 
@@ -79,7 +81,7 @@ def load_credentials(path: Path) -> tuple[Credential, ...]:
     entries = doc.get("credentials")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{path}: expected one or more [[credentials]] tables")
-    found = []
+    found: list[Credential] = []
     for i, entry in enumerate(entries):
         try:
             cred = Credential(
@@ -91,6 +93,16 @@ def load_credentials(path: Path) -> tuple[Credential, ...]:
             raise ConfigError(f"{path}: credentials[{i}] lacks {error}") from error
         if not is_registry_id(cred.account_id):
             raise ConfigError(f"{path}: credentials[{i}].account_id must be 12 digits")
+        key = cred.access_key_id
+        if not key or any(c == "/" or c == "," or c.isspace() for c in key):
+            raise ConfigError(
+                f"{path}: credentials[{i}].access_key_id must be non-empty, without '/', ',' "
+                "or spaces"
+            )
+        if not cred.secret_access_key:
+            raise ConfigError(f"{path}: credentials[{i}].secret_access_key is empty")
+        if any(c.access_key_id == key for c in found):
+            raise ConfigError(f"{path}: access key {key!r} appears more than once")
         found.append(cred)
     return tuple(found)
 
@@ -112,6 +124,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Confi
         values["registry_host"] = env["OPENECR_REGISTRY_HOST"]
     if "OPENECR_LENIENT_MANIFESTS" in env:
         values["lenient_manifests"] = _truthy(env["OPENECR_LENIENT_MANIFESTS"])
+    if "OPENECR_CREATE_ON_PUSH" in env:
+        values["create_on_push"] = _truthy(env["OPENECR_CREATE_ON_PUSH"])
     if env.get("OPENECR_CREDENTIALS"):
         values["credentials_file"] = Path(env["OPENECR_CREDENTIALS"])
     values.update({k: v for k, v in overrides.items() if v is not None})

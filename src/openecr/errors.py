@@ -4,7 +4,8 @@ Every error the core can raise is an :class:`OpenEcrError`. Each class carries, 
 renders on both wire protocols, so each API maps errors in exactly one place:
 
 * ``ecr_type`` / ``ecr_status``: the ECR JSON 1.1 ``__type`` and HTTP status;
-* ``oci_code``: the OCI Distribution error code (its HTTP status comes from :class:`OciCode`).
+* ``oci_code``: the OCI Distribution error code (its HTTP status comes from :class:`OciCode`,
+  unless the class sets ``oci_status``: the spec asks 413 for an oversized manifest, for one).
 
 Tree (indentation is inheritance)::
 
@@ -13,7 +14,12 @@ Tree (indentation is inheritance)::
         SerializationError            SerializationException
         RequestTooLarge               (413)
         InvalidTagParameter           InvalidTagParameterException
-      UnknownOperation                UnknownOperationException
+        DigestInvalid                 InvalidParameterException / DIGEST_INVALID
+        TagInvalid                    InvalidParameterException / TAG_INVALID
+        RangeNotSatisfiable           InvalidParameterException / RANGE_INVALID
+        PaginationInvalid             InvalidParameterException / PAGINATION_NUMBER_INVALID
+      UnknownOperation                UnknownOperationException / UNSUPPORTED
+        RouteNotFound                 UnknownOperationException / UNSUPPORTED (404)
       NotFound
         RepositoryNotFound            RepositoryNotFoundException / NAME_UNKNOWN
         ImageNotFound                 ImageNotFoundException / MANIFEST_UNKNOWN
@@ -27,16 +33,20 @@ Tree (indentation is inheritance)::
         ImageAlreadyExists            ImageAlreadyExistsException
         ImageTagAlreadyExists         ImageTagAlreadyExistsException / TAG_INVALID
         LayerAlreadyExists            LayerAlreadyExistsException
+        ImageReferencedByIndex        InvalidParameterException / DENIED
       ImageDigestDoesNotMatch         ImageDigestDoesNotMatchException / DIGEST_INVALID
       InvalidLayer                    InvalidLayerException / DIGEST_INVALID
-      InvalidLayerPart                InvalidLayerPartException / BLOB_UPLOAD_INVALID
+      InvalidLayerPart                InvalidLayerPartException / RANGE_INVALID
+        LayerPartSizeMismatch         InvalidLayerPartException / SIZE_INVALID
       EmptyUpload                     EmptyUploadException / BLOB_UPLOAD_INVALID
       ManifestInvalid                 InvalidParameterException / MANIFEST_INVALID
+        ManifestTooLarge              InvalidParameterException / MANIFEST_INVALID (413)
       TooManyTags                     TooManyTagsException
       LimitExceeded                   LimitExceededException / TOOMANYREQUESTS
       AuthError
         UnrecognizedClient            UnrecognizedClientException / UNAUTHORIZED
         InvalidSignature              InvalidSignatureException / UNAUTHORIZED
+        IncompleteSignature           IncompleteSignatureException / UNAUTHORIZED
         MissingAuthenticationToken    MissingAuthenticationTokenException / UNAUTHORIZED
         AccessDenied                  AccessDeniedException / DENIED
 """
@@ -66,6 +76,7 @@ class OciCode(Enum):
     UNSUPPORTED = ("the operation is unsupported", 405)
     TOOMANYREQUESTS = ("too many requests", 429)
     RANGE_INVALID = ("invalid content range", 416)
+    PAGINATION_NUMBER_INVALID = ("invalid number of results requested", 400)
     UNKNOWN = ("unknown error", 500)
 
     @property
@@ -83,10 +94,17 @@ class OpenEcrError(Exception):
     ecr_type: ClassVar[str] = "ServerException"
     ecr_status: ClassVar[int] = 500
     oci_code: ClassVar[OciCode] = OciCode.UNKNOWN
+    # the HTTP status on the OCI API when it is not the code's own (None: ``oci_code.status``)
+    oci_status: ClassVar[int | None] = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @classmethod
+    def oci_http_status(cls) -> int:
+        """The status this error answers with on the OCI Distribution API."""
+        return cls.oci_status or cls.oci_code.status
 
 
 class InvalidParameter(OpenEcrError):
@@ -113,10 +131,40 @@ class InvalidTagParameter(InvalidParameter):
     ecr_type = "InvalidTagParameterException"
 
 
+class DigestInvalid(InvalidParameter):
+    """A digest in a request is malformed or of an algorithm openecr cannot verify."""
+
+    oci_code = OciCode.DIGEST_INVALID
+
+
+class TagInvalid(InvalidParameter):
+    """A manifest reference that is neither a digest nor a valid tag."""
+
+    oci_code = OciCode.TAG_INVALID
+
+
+class RangeNotSatisfiable(InvalidParameter):
+    """A ``Range`` header that does not fit the blob."""
+
+    oci_code = OciCode.RANGE_INVALID
+
+
+class PaginationInvalid(InvalidParameter):
+    """A page size (``n``) that is not a non-negative integer."""
+
+    oci_code = OciCode.PAGINATION_NUMBER_INVALID
+
+
 class UnknownOperation(OpenEcrError):
     ecr_type = "UnknownOperationException"
     ecr_status = 400
     oci_code = OciCode.UNSUPPORTED
+
+
+class RouteNotFound(UnknownOperation):
+    """No OCI endpoint has this path."""
+
+    oci_status = 404
 
 
 class NotFound(OpenEcrError):
@@ -205,6 +253,14 @@ class LayerAlreadyExists(Conflict):
     ecr_type = "LayerAlreadyExistsException"
 
 
+class ImageReferencedByIndex(Conflict):
+    """A manifest that a stored index lists cannot be deleted (ECR's
+    ``ImageReferencedByManifestList`` failure, raised where a single delete fails whole)."""
+
+    ecr_type = "InvalidParameterException"
+    oci_code = OciCode.DENIED
+
+
 class ImageDigestDoesNotMatch(OpenEcrError):
     ecr_type = "ImageDigestDoesNotMatchException"
     ecr_status = 400
@@ -223,6 +279,12 @@ class InvalidLayerPart(OpenEcrError):
     oci_code = OciCode.RANGE_INVALID
 
 
+class LayerPartSizeMismatch(InvalidLayerPart):
+    """A part whose body is not as long as its ``Content-Range`` or ``Content-Length`` says."""
+
+    oci_code = OciCode.SIZE_INVALID
+
+
 class EmptyUpload(OpenEcrError):
     ecr_type = "EmptyUploadException"
     ecr_status = 400
@@ -233,6 +295,12 @@ class ManifestInvalid(OpenEcrError):
     ecr_type = "InvalidParameterException"
     ecr_status = 400
     oci_code = OciCode.MANIFEST_INVALID
+
+
+class ManifestTooLarge(ManifestInvalid):
+    """A manifest over the size limit: 413 on the OCI API, as the distribution spec asks."""
+
+    oci_status = 413
 
 
 class TooManyTags(OpenEcrError):
@@ -258,6 +326,12 @@ class UnrecognizedClient(AuthError):
 
 class InvalidSignature(AuthError):
     ecr_type = "InvalidSignatureException"
+
+
+class IncompleteSignature(AuthError):
+    """A malformed ``Authorization`` header (SigV4 elements missing or unparsable)."""
+
+    ecr_type = "IncompleteSignatureException"
 
 
 class MissingAuthenticationToken(AuthError):

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from openecr.api.ecr import protocol
+from openecr.api.oci import OciApp
 from openecr.domain.digest import Digest
 from openecr.errors import AuthError, OpenEcrError, RequestTooLarge
 from openecr.ports.blobs import BlobStore
@@ -60,7 +62,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _ecr_error(error: OpenEcrError) -> Response:
-    rendered = protocol.error_response(error, "-")
+    rendered = protocol.error_response(error, str(uuid.uuid4()))
     return _ecr_response(rendered)
 
 
@@ -81,8 +83,14 @@ def create_app(
         try:
             body = await _read_body(request, protocol.MAX_BODY)
             headers = {k.lower(): v for k, v in request.headers.items()}
-            account = state.authenticate(
-                request.method, request.url.path, request.url.query, headers, body
+            # off the event loop: checking a signature hashes the whole body (up to 32 MiB)
+            account = await anyio.to_thread.run_sync(
+                state.authenticate,
+                request.method,
+                request.url.path,
+                request.url.query,
+                headers,
+                body,
             )
         except OpenEcrError as error:
             return _ecr_error(error)
@@ -133,4 +141,7 @@ def create_app(
         ),
         Route("/openecr/health", health, methods=["GET"]),
     ]
+    # the OCI Distribution API: every method, every path under /v2 (names contain "/")
+    oci = OciApp(registry, blobs)
+    routes += [Route("/v2", oci), Route("/v2/{path:path}", oci)]
     return Starlette(routes=routes)

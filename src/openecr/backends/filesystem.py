@@ -13,6 +13,7 @@ leaves either the whole blob or none of it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import threading
@@ -32,6 +33,18 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _make_dirs(path: Path) -> None:
+    """Create ``path`` and missing parents durably: a new directory's entry lives in its
+    parent, which is fsynced too (else a crash could lose a fanout directory with the blobs
+    renamed into it)."""
+    if path.is_dir():
+        return
+    _make_dirs(path.parent)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir()
+    _fsync_dir(path.parent)
 
 
 class FilesystemBlobStore:
@@ -101,13 +114,29 @@ class FilesystemBlobStore:
         except FileNotFoundError:
             raise UploadNotFound(f"Upload with id '{upload_id}' is not found") from None
 
-    def append(self, upload_id: str, offset: int, chunks: Iterator[bytes]) -> int:
+    def _open_locked(self, upload_id: str) -> BinaryIO:
+        """The session file, opened and exclusively locked (``flock``: across threads and
+        processes), so that appends and the commit of one upload never interleave."""
         path = self._upload_path(upload_id)
         try:
             handle = path.open("r+b")
         except FileNotFoundError:
             raise UploadNotFound(f"Upload with id '{upload_id}' is not found") from None
-        with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            # a commit or cancel that held the lock may have moved the file away meanwhile
+            if os.fstat(handle.fileno()).st_ino != path.stat().st_ino:
+                raise FileNotFoundError(path)
+        except FileNotFoundError:
+            handle.close()
+            raise UploadNotFound(f"Upload with id '{upload_id}' is not found") from None
+        except BaseException:
+            handle.close()
+            raise
+        return handle
+
+    def append(self, upload_id: str, offset: int, chunks: Iterator[bytes]) -> int:
+        with self._open_locked(upload_id) as handle:
             current = handle.seek(0, os.SEEK_END)
             if offset != current:
                 raise InvalidLayerPart(
@@ -128,6 +157,16 @@ class FilesystemBlobStore:
                 self._hashers[upload_id] = (hasher, written)
         return written
 
+    def truncate(self, upload_id: str, size: int) -> None:
+        path = self._upload_path(upload_id)
+        with self._lock:
+            self._hashers.pop(upload_id, None)  # the running hash covers the dropped bytes
+        try:
+            with path.open("r+b") as handle:
+                handle.truncate(size)
+        except FileNotFoundError:
+            raise UploadNotFound(f"Upload with id '{upload_id}' is not found") from None
+
     def _digest_of(self, upload_id: str, path: Path, algorithm: str) -> tuple[str, int]:
         with self._lock:
             state = self._hashers.get(upload_id)
@@ -142,23 +181,21 @@ class FilesystemBlobStore:
 
     def commit(self, upload_id: str, expected: Digest) -> int:
         path = self._upload_path(upload_id)
-        if not path.is_file():
-            raise UploadNotFound(f"Upload with id '{upload_id}' is not found")
-        actual, size = self._digest_of(upload_id, path, expected.algorithm)
-        if actual != expected.hex:
-            raise InvalidLayer(
-                f"The layer digest {expected} does not match the uploaded content "
-                f"({expected.algorithm}:{actual})"
-            )
-        final = self._path(expected)
-        if final.is_file():
-            path.unlink(missing_ok=True)
-        else:
-            with path.open("rb+") as handle:
+        with self._open_locked(upload_id) as handle:
+            actual, size = self._digest_of(upload_id, path, expected.algorithm)
+            if actual != expected.hex:
+                raise InvalidLayer(
+                    f"The layer digest {expected} does not match the uploaded content "
+                    f"({expected.algorithm}:{actual})"
+                )
+            final = self._path(expected)
+            if final.is_file():
+                path.unlink(missing_ok=True)
+            else:
                 os.fsync(handle.fileno())
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, final)
-            _fsync_dir(final.parent)
+                _make_dirs(final.parent)
+                os.replace(path, final)
+                _fsync_dir(final.parent)
         with self._lock:
             self._hashers.pop(upload_id, None)
         return size
@@ -174,7 +211,7 @@ class FilesystemBlobStore:
         final = self._path(digest)
         if final.is_file():
             return digest
-        final.parent.mkdir(parents=True, exist_ok=True)
+        _make_dirs(final.parent)
         tmp = self._uploads / f"put-{digest.hex}-{threading.get_ident()}-{os.getpid()}"
         with tmp.open("wb") as handle:
             handle.write(data)

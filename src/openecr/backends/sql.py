@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -84,6 +85,7 @@ images = Table(
     Column("subject", String(140)),
     Column("last_pull", Double),
     UniqueConstraint("repository_id", "digest", name="uq_image_digest"),
+    Index("ix_images_subject", "repository_id", "subject"),
 )
 
 tags = Table(
@@ -140,6 +142,28 @@ resource_tags = Table(
     Column("key", String(128), nullable=False),
     Column("value", String(256), nullable=False),
     PrimaryKeyConstraint("repository_id", "key"),
+)
+
+
+# A pull's lookup as one prebuilt statement (the hot path of every manifest GET): the
+# repository, the tag's digest (or the given digest) and the image, joined.
+_LOOKUP_IMAGE = (
+    select(repositories.c.id.label("repo_id"), images)
+    .select_from(
+        repositories.outerjoin(
+            tags, and_(tags.c.repository_id == repositories.c.id, tags.c.tag == bindparam("tag"))
+        ).outerjoin(
+            images,
+            and_(
+                images.c.repository_id == repositories.c.id,
+                images.c.digest == func.coalesce(tags.c.digest, bindparam("digest")),
+            ),
+        )
+    )
+    .where(
+        repositories.c.registry_id == bindparam("registry_id"),
+        repositories.c.name == bindparam("name"),
+    )
 )
 
 
@@ -356,6 +380,34 @@ class SqlTransaction:
                 [{"repository_id": repo_id, "parent": parent, "child": c} for c in unique],
             )
 
+    def list_tags(self, repo_id: int, after: str | None, limit: int | None) -> list[str]:
+        # byte order on every database (PostgreSQL would otherwise sort by its locale)
+        column = tags.c.tag if self.conn.dialect.name == "sqlite" else tags.c.tag.collate("C")
+        query = select(tags.c.tag).where(tags.c.repository_id == repo_id)
+        if after is not None:
+            query = query.where(column > after)
+        query = query.order_by(column)
+        if limit is not None:
+            query = query.limit(limit)
+        return [r.tag for r in self.conn.execute(query)]
+
+    def lookup_image(
+        self, registry_id: str, name: str, tag: str | None, digest: str | None
+    ) -> tuple[int | None, ImageRecord | None]:
+        params = {"registry_id": registry_id, "name": name, "tag": tag, "digest": digest}
+        row = self.conn.execute(_LOOKUP_IMAGE, params).first()
+        if row is None:
+            return None, None
+        return row.repo_id, _image(row) if row.id is not None else None
+
+    def images_with_subject(self, repo_id: int, subject: str) -> list[ImageRecord]:
+        rows = self.conn.execute(
+            select(images)
+            .where(images.c.repository_id == repo_id, images.c.subject == subject)
+            .order_by(images.c.id)
+        )
+        return [_image(r) for r in rows]
+
     # blobs
     def link_blob(self, repo_id: int, blob: BlobInfo) -> None:
         if self.get_blob(blob.digest) is None:
@@ -372,6 +424,14 @@ class SqlTransaction:
             .where(blob_links.c.repository_id == repo_id, blob_links.c.digest == digest)
         ).first()
         return BlobInfo(row.digest, row.size, row.media_type) if row else None
+
+    def unlink_blob(self, repo_id: int, digest: str) -> bool:
+        result = self.conn.execute(
+            delete(blob_links).where(
+                blob_links.c.repository_id == repo_id, blob_links.c.digest == digest
+            )
+        )
+        return bool(result.rowcount)
 
     def get_blob(self, digest: str) -> BlobInfo | None:
         row = self.conn.execute(select(blobs).where(blobs.c.digest == digest)).first()

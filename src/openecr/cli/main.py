@@ -2,7 +2,8 @@
 
 ``openecr serve ...`` runs the server. Every other command is an ``aws ecr`` command, run by
 the aws CLI's own driver (so options, parsing and output match ``aws ecr`` byte for byte),
-against ``--endpoint-url`` when one is configured and otherwise in-process on the local store.
+against an endpoint when one is configured and otherwise in-process on the local store
+(``--data-dir``, ``OPENECR_DATA_DIR``, default ``./.openecr``). See :mod:`openecr.cli.ecr`.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-
-from openecr import __version__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,9 +21,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog="openecr serve", description="Run the registry.")
         serve.add_arguments(parser)
         return serve.run(parser.parse_args(args[1:]))
-    if args in (["--version"], ["version"]):
-        print(f"openecr {__version__}")
-        return 0
     from openecr.cli import ecr
 
     return ecr.run(args)

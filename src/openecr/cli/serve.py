@@ -28,16 +28,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="accept manifests whose layers, config or children are not stored",
     )
     parser.add_argument(
+        "--create-on-push",
+        action="store_true",
+        default=None,
+        help="create a missing repository when an image is pushed to it over /v2",
+    )
+    parser.add_argument(
         "--credentials", help="TOML file of access keys; turns on SigV4 and token checks"
     )
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from openecr.bootstrap import build_app, build_runtime
-
     try:
         config = from_env(
             data_dir=args.data_dir,
@@ -46,11 +52,17 @@ def run(args: argparse.Namespace) -> int:
             region=args.region,
             registry_host=args.registry_host,
             lenient_manifests=args.lenient_manifests,
+            create_on_push=args.create_on_push,
             credentials_file=args.credentials,
         )
     except ConfigError as error:
         print(f"openecr: {error}", file=sys.stderr)
         return 2
+    # imported once the configuration is known to be good: a bad one is refused at once
+    import uvicorn
+
+    from openecr.bootstrap import build_app, build_runtime
+
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
     runtime = build_runtime(config)
     app = build_app(runtime)

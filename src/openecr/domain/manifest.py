@@ -77,6 +77,10 @@ def _descriptor(value: Any, where: str) -> Descriptor:
     return Descriptor(media_type, digest, size, external)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def sniff_media_type(doc: dict[str, Any]) -> str | None:
     """The media type a manifest declares, or the one its structure implies."""
     declared = doc.get("mediaType")
@@ -95,8 +99,10 @@ def parse_manifest(raw: bytes, declared_type: str | None = None) -> Manifest:
     """Parse ``raw``. ``declared_type`` (PutImage's field or a Content-Type) must agree with the
     manifest's own ``mediaType`` when both are present."""
     try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+        # strict UTF-8 (no BOM, no UTF-16/32 guessing) and strict JSON (no NaN/Infinity), so
+        # whatever is stored can be served back as text; absurd nesting is invalid, not a crash
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise _invalid("Invalid JSON syntax") from None
     if not isinstance(doc, dict):
         raise _invalid("Invalid JSON syntax")

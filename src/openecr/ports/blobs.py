@@ -41,6 +41,11 @@ class BlobStore(Protocol):
         """Bytes received so far; raise ``UploadNotFound``."""
         ...
 
+    def truncate(self, upload_id: str, size: int) -> None:
+        """Cut an upload back to its first ``size`` bytes (dropping a failed part); raise
+        ``UploadNotFound``."""
+        ...
+
     def commit(self, upload_id: str, expected: Digest) -> int:
         """Verify the upload hashes to ``expected``, make it durable and visible under that digest,
         end the session and return its size. On mismatch raise ``InvalidLayer`` and store

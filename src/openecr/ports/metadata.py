@@ -83,12 +83,34 @@ class Transaction(Protocol):
 
     def add_references(self, repo_id: int, parent: str, children: Sequence[str]) -> None: ...
 
+    def list_tags(self, repo_id: int, after: str | None, limit: int | None) -> list[str]:
+        """Tag names of a repository in byte order, those after ``after`` only, at most
+        ``limit`` of them (None: all)."""
+        ...
+
+    def lookup_image(
+        self, registry_id: str, name: str, tag: str | None, digest: str | None
+    ) -> tuple[int | None, ImageRecord | None]:
+        """A pull's lookup in one read: the repository's id (None: no such repository) and
+        the image ``tag`` names in it, or ``digest`` when no tag is given (None: absent)."""
+        ...
+
+    def images_with_subject(self, repo_id: int, subject: str) -> list[ImageRecord]:
+        """Images of the repository whose manifest names ``subject`` as its subject, in push
+        order."""
+        ...
+
     # blobs
     def link_blob(self, repo_id: int, blob: BlobInfo) -> None:
         """Record that the repository holds ``blob`` (idempotent)."""
         ...
 
     def get_linked_blob(self, repo_id: int, digest: str) -> BlobInfo | None: ...
+
+    def unlink_blob(self, repo_id: int, digest: str) -> bool:
+        """Forget that the repository holds ``digest``; return whether it did. The bytes stay
+        in the blob store (other repositories may hold them)."""
+        ...
 
     def get_blob(self, digest: str) -> BlobInfo | None:
         """A committed blob in any repository of any registry."""

@@ -1,7 +1,8 @@
 """Image use cases: put, batch get, batch delete, list and describe.
 
 Invariants kept here, once, for every API:
-* manifest bytes are stored verbatim and the image digest is ``sha256(bytes)``;
+* manifest bytes are stored verbatim and the image digest is ``sha256(bytes)`` (``sha512``
+  when a registry client pushes by a sha512 digest);
 * everything a manifest references must be present (unless the lenient setting is on);
 * tag immutability is enforced on every write;
 * per-id outcomes of batch calls are values (:class:`ImageFailure`), never exceptions.
@@ -9,11 +10,14 @@ Invariants kept here, once, for every API:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from openecr.domain import digest as digests
+from openecr.domain import mediatypes as mt
 from openecr.domain import names
+from openecr.domain.digest import Digest
 from openecr.domain.manifest import Manifest, parse_manifest
 from openecr.domain.model import (
     FailureCode,
@@ -28,10 +32,13 @@ from openecr.errors import (
     ImageAlreadyExists,
     ImageDigestDoesNotMatch,
     ImageNotFound,
+    ImageReferencedByIndex,
     ImageTagAlreadyExists,
     InvalidParameter,
     LayersNotFound,
     ReferencedImagesNotFound,
+    RepositoryNotFound,
+    TagInvalid,
 )
 from openecr.ports.metadata import MetadataStore, Transaction
 from openecr.service.paging import decode_token, encode_token
@@ -49,11 +56,15 @@ REASON_BAD_TAG = (
 REASON_MISMATCH = "Invalid request parameters: given tag does not map to the given digest"
 REASON_REFERENCED = "Requested image referenced by manifest list: {parents}"
 
-# A hook for format conversion (a later concern): (image, accepted types) -> (bytes, type) or None.
-Converter = Callable[[ImageRecord, Sequence[str]], tuple[bytes, str] | None]
+# Format negotiation when the accepted types miss the stored one (service/conversion.py):
+# (image, accepted types, repository name, tag or None for a pull by digest) -> (bytes, type), or
+# None when there is no accepted form.
+Converter = Callable[[ImageRecord, Sequence[str], str, str | None], tuple[bytes, str] | None]
 
 
-def _no_conversion(_image: ImageRecord, _accepted: Sequence[str]) -> tuple[bytes, str] | None:
+def _no_conversion(
+    _image: ImageRecord, _accepted: Sequence[str], _repository: str, _tag: str | None
+) -> tuple[bytes, str] | None:
     return None
 
 
@@ -96,6 +107,15 @@ def resolve_id(tx: Transaction, repo: Repository, image_id: ImageId) -> Lookup |
     return Lookup(image_id.digest, found or (None,))
 
 
+def _list_position(token: str) -> tuple[int, str | None]:
+    """The (image seq, last tag) a ListImages token resumes after; raises InvalidParameter."""
+    seq, slash, tag = decode_token(token, str, "images").partition("/")
+    valid_seq = seq.isascii() and seq.isdigit() and len(seq) <= 18
+    if not slash or not valid_seq or (tag and not names.is_tag(tag)):
+        raise InvalidParameter.constraint("nextToken", "Invalid NextToken")
+    return int(seq), tag or None
+
+
 @dataclass(frozen=True, slots=True)
 class PutResult:
     repository: Repository
@@ -108,6 +128,38 @@ class DeleteResult:
     repository: Repository
     deleted: list[ImageId]
     failures: list[ImageFailure]
+
+
+@dataclass(frozen=True, slots=True)
+class Referrer:
+    """A manifest whose ``subject`` is another one, as the OCI referrers API describes it."""
+
+    media_type: str
+    digest: str
+    size: int
+    artifact_type: str | None
+    annotations: Mapping[str, str] | None
+
+
+def _referrer(record: ImageRecord) -> Referrer:
+    """The spec's descriptor: ``artifactType`` from the manifest, else (image manifests only)
+    the config's media type; the manifest's annotations."""
+    try:
+        doc = json.loads(record.manifest)
+    except ValueError:  # stored manifests were parsed on push; keep the listing alive anyway
+        doc = {}
+    artifact = doc.get("artifactType")
+    if not (isinstance(artifact, str) and artifact) and record.media_type in mt.IMAGE_MANIFESTS:
+        config = doc.get("config")
+        artifact = config.get("mediaType") if isinstance(config, dict) else None
+    annotations = doc.get("annotations")
+    return Referrer(
+        record.media_type,
+        record.digest,
+        len(record.manifest),
+        artifact if isinstance(artifact, str) and artifact else None,
+        annotations if isinstance(annotations, dict) and annotations else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +202,10 @@ class ImageService:
         if tag is not None and not names.is_tag(tag):
             raise InvalidParameter.constraint(
                 "imageTag", f"must satisfy regular expression '{names.TAG_PATTERN}'"
+            )
+        if expected_digest is not None and not digests.is_well_formed(expected_digest):
+            raise InvalidParameter.constraint(
+                "imageDigest", f"must satisfy regular expression '{digests.ECR_DIGEST_PATTERN}'"
             )
         manifest = parse_manifest(raw, media_type)
         if expected_digest is not None and expected_digest != manifest.digest:
@@ -222,26 +278,41 @@ class ImageService:
         self, registry_id: str, name: str, image_ids: Sequence[ImageId]
     ) -> DeleteResult:
         """Delete by tag (the image goes when its last tag goes) or by digest (with every tag).
-        Identical outcomes are reported once; an image listed by a stored index is refused."""
+
+        Every id is resolved against the repository as it was before the call, so ids naming
+        the same image twice (``[{digest}, {one of its tags}]``) succeed once, without a
+        failure. Identical outcomes are reported once; an image listed by a stored index is
+        refused."""
         deleted: list[ImageId] = []
         failures: list[ImageFailure] = []
+
+        def fail(failure: ImageFailure) -> None:
+            if failure not in failures:
+                failures.append(failure)
+
         with self.meta.write() as tx:
             repo = require_repository(tx, registry_id, name)
-            for image_id in image_ids:
-                failure = check_image_id(image_id)
-                found = failure or resolve_id(tx, repo, image_id)
+            resolved = [
+                (image_id, check_image_id(image_id) or resolve_id(tx, repo, image_id))
+                for image_id in image_ids
+            ]
+            for image_id, found in resolved:
                 if isinstance(found, ImageFailure):
-                    if found not in failures:
-                        failures.append(found)
+                    fail(found)
                     continue
-                remaining = set(tx.tags_of(repo.id, found.digest)) - set(found.tags)
-                if image_id.tag is not None and remaining:
-                    tx.delete_tag(repo.id, image_id.tag)
+                if tx.get_image(repo.id, found.digest) is None:  # gone earlier in this call
+                    outcome = [ImageId(found.digest, t) for t in found.tags]
+                    deleted.extend(i for i in outcome if i not in deleted)
+                    continue
+                current = set(tx.tags_of(repo.id, found.digest))
+                if image_id.tag is not None and current - {image_id.tag}:
+                    if image_id.tag in current:
+                        tx.delete_tag(repo.id, image_id.tag)
                     outcome = [ImageId(found.digest, image_id.tag)]
                 else:
                     parents = tx.images_referencing(repo.id, found.digest)
                     if parents:
-                        failures.append(
+                        fail(
                             _failure(
                                 image_id,
                                 FailureCode.IMAGE_REFERENCED_BY_MANIFEST_LIST,
@@ -284,16 +355,18 @@ class ImageService:
                     continue
                 record = records.get(found.digest) or tx.get_image(repo.id, found.digest)
                 if record is None:  # a tag left dangling by a concurrent delete
-                    failures.append(
-                        _failure(image_id, FailureCode.IMAGE_NOT_FOUND, REASON_NOT_FOUND)
-                    )
+                    found = _failure(image_id, FailureCode.IMAGE_NOT_FOUND, REASON_NOT_FOUND)
+                    if found not in failures:
+                        failures.append(found)
                     continue
                 records[found.digest] = record
-                served = self._serve(record, accepted, by_tag=image_id.tag is not None)
+                # only a pull by tag alone may convert; with a digest the stored form is served
+                by_tag = image_id.tag is not None and image_id.digest is None
+                served = self._serve(record, accepted, repo.name, image_id.tag, by_tag=by_tag)
                 if served is None:
-                    failures.append(
-                        _failure(image_id, FailureCode.IMAGE_NOT_FOUND, REASON_NOT_FOUND)
-                    )
+                    found = _failure(image_id, FailureCode.IMAGE_NOT_FOUND, REASON_NOT_FOUND)
+                    if found not in failures:
+                        failures.append(found)
                     continue
                 for tag in found.tags:
                     if (record.digest, tag) not in seen:
@@ -302,11 +375,22 @@ class ImageService:
         return GetResult(repo, images, failures)
 
     def _serve(
-        self, image: ImageRecord, accepted: Sequence[str] | None, *, by_tag: bool
+        self,
+        image: ImageRecord,
+        accepted: Sequence[str] | None,
+        repository: str,
+        tag: str | None,
+        *,
+        by_tag: bool,
     ) -> tuple[bytes, str] | None:
-        if accepted is None or image.media_type in accepted or not by_tag:
+        if accepted is None or image.media_type in accepted:
             return image.manifest, image.media_type
-        return self.converter(image, accepted)
+        # By digest nothing is translated (the converter may only sign a schema 1 manifest, which
+        # keeps its digest) and the stored manifest is served when no accepted form exists.
+        served = self.converter(image, accepted, repository, tag if by_tag else None)
+        if served is None and not by_tag:
+            return image.manifest, image.media_type
+        return served
 
     def get_manifest(self, registry_id: str, name: str, reference: ImageId) -> ImageRecord:
         """One image by tag or digest; raises RepositoryNotFound / ImageNotFound."""
@@ -328,16 +412,35 @@ class ImageService:
         token: str | None,
         max_results: int | None,
     ) -> tuple[list[ImageId], str | None]:
-        """Image ids in push order: one per tag, or a bare digest for an untagged image. A page
-        holds at most ``max_results`` images (default 100)."""
-        views, next_token = self._page(registry_id, name, tag_status, token, max_results)
-        ids: list[ImageId] = []
-        for view in views:
-            if view.tags:
-                ids.extend(ImageId(view.image.digest, t) for t in view.tags)
-            else:
-                ids.append(ImageId(view.image.digest, None))
-        return ids, next_token
+        """Image ids: images in push order, each as one id per tag (in tag order) or as a bare
+        digest when untagged. A page holds at most ``max_results`` ids (default 100), so one
+        image's tags may span pages; the token names the last id returned (image and tag)."""
+        limit = max_results or 100
+        after_seq, after_tag = _list_position(token) if token else (None, None)
+        # resuming inside an image: read from that image itself (ids are integers)
+        position = after_seq - 1 if after_seq is not None and after_tag is not None else after_seq
+        found: list[tuple[int, ImageId]] = []
+        with self.meta.read() as tx:
+            repo = require_repository(tx, registry_id, name)
+            while len(found) <= limit:
+                views = tx.list_images(repo.id, tag_status, position, limit + 1)
+                for view in views:
+                    seq, digest = view.image.seq, view.image.digest
+                    entries = [ImageId(digest, t) for t in sorted(view.tags)] or [
+                        ImageId(digest, None)
+                    ]
+                    if seq == after_seq:
+                        entries = [e for e in entries if after_tag and (e.tag or "") > after_tag]
+                    found.extend((seq, e) for e in entries)
+                if len(views) <= limit:
+                    break
+                position = views[-1].image.seq
+        page = found[:limit]
+        next_token = None
+        if len(found) > limit:
+            seq, last = page[-1]
+            next_token = encode_token(f"{seq}/{last.tag or ''}", "images")
+        return [image_id for _, image_id in page], next_token
 
     def describe_images(
         self,
@@ -393,10 +496,126 @@ class ImageService:
         max_results: int | None,
     ) -> tuple[list[ImageView], str | None]:
         limit = max_results or 100
-        after = decode_token(token, int) if token else None
+        after = decode_token(token, int, "details") if token else None
         with self.meta.read() as tx:
             repo = require_repository(tx, registry_id, name)
             views = tx.list_images(repo.id, tag_status, after, limit + 1)
         more = len(views) > limit
         views = views[:limit]
-        return views, encode_token(views[-1].image.seq) if more else None
+        return views, encode_token(views[-1].image.seq, "details") if more else None
+
+    # --- the registry (OCI Distribution) side ---------------------------------------------------
+
+    def push_manifest(
+        self,
+        registry_id: str,
+        name: str,
+        raw: bytes,
+        media_type: str | None,
+        tag: str | None,
+        digest: Digest | None,
+    ) -> PutResult:
+        """Store a manifest pushed to ``/v2/<name>/manifests/<tag or digest>``.
+
+        Like put_image, but idempotent as registries are: pushing bytes already stored, or a tag
+        at the manifest it already names, succeeds (also in immutable repositories). A push by
+        ``digest`` must match the bytes in that digest's algorithm; a sha512 push stores the
+        image under its sha512 digest. Raises RepositoryNotFound, TagInvalid,
+        ImageDigestDoesNotMatch, ManifestInvalid, LayersNotFound / ReferencedImagesNotFound
+        (unless lenient), ImageTagAlreadyExists (moving an immutable tag)."""
+        if tag is not None and not names.is_tag(tag):
+            raise TagInvalid(
+                f"The image tag '{tag}' is not valid: it must satisfy the regular expression "
+                f"'{names.TAG_PATTERN}' and be at most {names.TAG_MAX} characters long"
+            )
+        manifest = parse_manifest(raw, media_type)
+        if digest is not None:
+            actual = Digest.of(raw, digest.algorithm)
+            if actual != digest:
+                raise ImageDigestDoesNotMatch(
+                    f"Provided digest '{digest}' does not match the digest of the image "
+                    f"manifest '{actual}'"
+                )
+            manifest = replace(manifest, digest=str(digest))
+        with self.meta.write() as tx:
+            repo = require_repository(tx, registry_id, name)
+            current = tx.get_tag(repo.id, tag) if tag is not None else None
+            if current is not None and current != manifest.digest:
+                assert tag is not None
+                if repo.tag_is_immutable(tag):
+                    raise ImageTagAlreadyExists(tag, name)
+            record = tx.get_image(repo.id, manifest.digest) or self._insert(tx, repo, manifest)
+            if tag is not None and current != manifest.digest:
+                tx.set_tag(repo.id, tag, manifest.digest, self.clock())
+            return PutResult(repo, record, tag)
+
+    def pull_manifest(
+        self,
+        registry_id: str,
+        name: str,
+        reference: ImageId,
+        accepted: Sequence[str] | None,
+    ) -> ResolvedImage:
+        """The manifest a tag or digest names, served as BatchGetImage serves it (``accepted``
+        None: anything goes). One read (the store's joined lookup): it is the hottest path of
+        a pull. Raises RepositoryNotFound, ImageNotFound."""
+        with self.meta.read() as tx:
+            repo_id, record = tx.lookup_image(registry_id, name, reference.tag, reference.digest)
+        if repo_id is None:
+            raise RepositoryNotFound(name, registry_id)
+        if record is None:
+            raise ImageNotFound(REASON_NOT_FOUND)
+        served = self._serve(
+            record, accepted, name, reference.tag, by_tag=reference.tag is not None
+        )
+        if served is None:
+            raise ImageNotFound(REASON_NOT_FOUND)
+        return ResolvedImage(record, reference.tag, served[0], served[1])
+
+    def untag(self, registry_id: str, name: str, tag: str) -> str:
+        """Remove a tag (the image stays, untagged if it was its last); return the digest it
+        named. Raises RepositoryNotFound, ImageNotFound."""
+        with self.meta.write() as tx:
+            repo = require_repository(tx, registry_id, name)
+            digest = tx.get_tag(repo.id, tag)
+            if digest is None:
+                raise ImageNotFound(REASON_NOT_FOUND)
+            tx.delete_tag(repo.id, tag)
+            return digest
+
+    def delete_manifest(self, registry_id: str, name: str, digest: str) -> None:
+        """Delete an image with all its tags. Raises RepositoryNotFound, ImageNotFound,
+        ImageReferencedByIndex (a stored index lists it)."""
+        with self.meta.write() as tx:
+            repo = require_repository(tx, registry_id, name)
+            if tx.get_image(repo.id, digest) is None:
+                raise ImageNotFound(REASON_NOT_FOUND)
+            parents = tx.images_referencing(repo.id, digest)
+            if parents:
+                raise ImageReferencedByIndex(REASON_REFERENCED.format(parents=", ".join(parents)))
+            tx.delete_image(repo.id, digest)
+
+    def list_tags(
+        self, registry_id: str, name: str, after: str | None, limit: int | None
+    ) -> tuple[list[str], bool]:
+        """Tags in byte order after ``after``, at most ``limit`` (None: all), and whether more
+        follow. Raises RepositoryNotFound."""
+        with self.meta.read() as tx:
+            repo = require_repository(tx, registry_id, name)
+            found = tx.list_tags(repo.id, after, None if limit is None else limit + 1)
+        if limit is not None and len(found) > limit:
+            return found[:limit], True
+        return found, False
+
+    def referrers(
+        self, registry_id: str, name: str, subject: str, artifact_types: Sequence[str] | None
+    ) -> list[Referrer]:
+        """Manifests of the repository whose subject is ``subject``, in push order, optionally
+        only those of the given artifact types. Raises RepositoryNotFound."""
+        with self.meta.read() as tx:
+            repo = require_repository(tx, registry_id, name)
+            records = tx.images_with_subject(repo.id, subject)
+        found = [_referrer(r) for r in records]
+        if artifact_types:
+            found = [r for r in found if r.artifact_type in artifact_types]
+        return found

@@ -7,19 +7,22 @@ to a missing one.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from openecr.domain import digest as digests
 from openecr.domain.digest import Digest
 from openecr.domain.model import BlobInfo, UploadSession
 from openecr.errors import (
+    BlobNotFound,
     EmptyUpload,
     InvalidLayer,
     InvalidLayerPart,
     InvalidParameter,
     LayerAlreadyExists,
+    LayerPartSizeMismatch,
     LayersNotFound,
     UploadNotFound,
 )
@@ -47,6 +50,46 @@ class LayerFailure:
     digest: str
     code: str
     reason: str
+
+
+class PartUpload:
+    """One part being streamed onto an upload: :meth:`write` batches as they arrive (each a
+    short blocking call, so no thread waits on a slow client), then :meth:`finish`, or
+    :meth:`abort` on any failure. The upload never keeps a part that did not finish."""
+
+    def __init__(self, service: LayerService, session: UploadSession, base: int) -> None:
+        self.service = service
+        self.session = session
+        self.base = base  # the upload's size before this part
+        self.size = base
+
+    @property
+    def upload_id(self) -> str:
+        return self.session.id
+
+    def write(self, chunks: Iterable[bytes]) -> None:
+        """Append a batch; raises UploadNotFound."""
+        self.size = self.service.blobs.append(self.upload_id, self.size, iter(chunks))
+
+    def finish(self, length: int | None = None) -> int:
+        """End the part and return the upload's size. ``length`` is how long the client said
+        the part is: a body of another length is dropped and raises LayerPartSizeMismatch."""
+        received = self.size - self.base
+        if length is not None and received != length:
+            self.abort()
+            raise LayerPartSizeMismatch(
+                f"The part holds {received} bytes but the request declared {length}"
+            )
+        if received:
+            with self.service.meta.write() as tx:
+                tx.update_upload(self.upload_id, self.size, self.session.parts + 1)
+        return self.size
+
+    def abort(self) -> None:
+        """Drop what this part appended (idempotent)."""
+        with contextlib.suppress(UploadNotFound):
+            self.service.blobs.truncate(self.upload_id, self.base)
+        self.size = self.base
 
 
 class LayerService:
@@ -100,6 +143,10 @@ class LayerService:
         """Verify and commit the upload as the given digest, link it to the repository and end
         the session. Raises UploadNotFound, EmptyUpload, InvalidLayer, LayerAlreadyExists."""
         session = self._session(registry_id, name, upload_id)
+        if len(layer_digests) != 1:
+            raise InvalidParameter.constraint(
+                "layerDigests", "Member must have length less than or equal to 1"
+            )
         claimed = layer_digests[0]
         expected = Digest.try_parse(claimed)
         if expected is None:
@@ -171,3 +218,110 @@ class LayerService:
                 f"name '{name}' in the registry with id '{registry_id}'"
             )
         return blob
+
+    # --- streaming uploads and blob access (the OCI Distribution blob endpoints) ---------------
+
+    def open_part(
+        self, registry_id: str, name: str, upload_id: str, *, start: int | None = None
+    ) -> PartUpload:
+        """Begin a part that the caller streams onto the end of an upload (see
+        :class:`PartUpload`). ``start`` is where the client says the part begins
+        (``Content-Range``): anything but the current size raises InvalidLayerPart. Reads
+        only. Raises RepositoryNotFound, UploadNotFound."""
+        session = self._session(registry_id, name, upload_id)
+        current = self.blobs.upload_size(upload_id)
+        if start is not None and start != current:
+            raise self._bad_part(current)
+        return PartUpload(self, session, current)
+
+    def append(
+        self,
+        registry_id: str,
+        name: str,
+        upload_id: str,
+        chunks: Iterable[bytes],
+        *,
+        start: int | None = None,
+        length: int | None = None,
+    ) -> int:
+        """Stream ``chunks`` onto the end of an upload in one call and return its new size:
+        :meth:`open_part`, then :meth:`PartUpload.write` and :meth:`PartUpload.finish`; a part
+        that fails in any way is dropped whole."""
+        part = self.open_part(registry_id, name, upload_id, start=start)
+        try:
+            part.write(chunks)
+            return part.finish(length)
+        except BaseException:
+            part.abort()
+            raise
+
+    def upload_size(self, registry_id: str, name: str, upload_id: str) -> int:
+        """Bytes an open upload holds; raises RepositoryNotFound, UploadNotFound."""
+        self._session(registry_id, name, upload_id)
+        return self.blobs.upload_size(upload_id)
+
+    def cancel(self, registry_id: str, name: str, upload_id: str) -> None:
+        """End an upload and drop its bytes; raises RepositoryNotFound, UploadNotFound."""
+        self._session(registry_id, name, upload_id)
+        self._end(upload_id)
+
+    def _end(self, upload_id: str) -> None:
+        self.blobs.cancel(upload_id)
+        with self.meta.write() as tx:
+            tx.delete_upload(upload_id)
+
+    def finish(self, registry_id: str, name: str, upload_id: str, digest: Digest) -> BlobInfo:
+        """Verify that an upload hashes to ``digest``, commit it (a blob already stored is
+        fine), link it to the repository and end the session. Empty blobs are allowed. On a
+        mismatch the session ends, nothing is stored and InvalidLayer is raised. Raises
+        RepositoryNotFound, UploadNotFound."""
+        session = self._session(registry_id, name, upload_id)
+        try:
+            size = self.blobs.commit(upload_id, digest)
+        except InvalidLayer:
+            self._end(upload_id)
+            raise InvalidLayer(
+                "The digest calculated for the uploaded content does not match the provided "
+                f"digest '{digest}'"
+            ) from None
+        blob = BlobInfo(str(digest), size)
+        with self.meta.write() as tx:
+            tx.link_blob(session.repository_id, blob)
+            tx.delete_upload(upload_id)
+        return blob
+
+    def mount(self, registry_id: str, name: str, digest: Digest, source: str) -> BlobInfo | None:
+        """Link a blob that repository ``source`` of the same registry holds into ``name``;
+        None when the source repository or the blob is not there (the caller then falls back
+        to an upload). Raises RepositoryNotFound for ``name``."""
+        with self.meta.write() as tx:
+            repo = require_repository(tx, registry_id, name)
+            origin = tx.get_repository(registry_id, source)
+            blob = tx.get_linked_blob(origin.id, str(digest)) if origin is not None else None
+            if blob is None or not self.blobs.exists(digest):
+                return None
+            tx.link_blob(repo.id, blob)
+        return blob
+
+    def _blob_not_found(self, registry_id: str, name: str, digest: Digest) -> BlobNotFound:
+        return BlobNotFound(
+            f"The blob with digest '{digest}' does not exist in the repository with name "
+            f"'{name}' in the registry with id '{registry_id}'"
+        )
+
+    def stat(self, registry_id: str, name: str, digest: Digest) -> BlobInfo:
+        """A blob the repository holds; raises RepositoryNotFound, BlobNotFound."""
+        with self.meta.read() as tx:
+            repo = require_repository(tx, registry_id, name)
+            blob = tx.get_linked_blob(repo.id, str(digest))
+        if blob is None:
+            raise self._blob_not_found(registry_id, name, digest)
+        return blob
+
+    def unlink(self, registry_id: str, name: str, digest: Digest) -> None:
+        """Remove a blob from a repository; its bytes stay for the repositories that still
+        hold it. Raises RepositoryNotFound, BlobNotFound."""
+        with self.meta.write() as tx:
+            repo = require_repository(tx, registry_id, name)
+            if not tx.unlink_blob(repo.id, str(digest)):
+                raise self._blob_not_found(registry_id, name, digest)

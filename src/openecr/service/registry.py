@@ -18,6 +18,8 @@ class Settings:
     registry_host: str | None = None
     # whether signatures / tokens are checked (a credentials file was given)
     authenticate: bool = False
+    # whether a push over the registry API (/v2) creates a missing repository
+    create_on_push: bool = False
 
 
 @dataclass(frozen=True, slots=True)

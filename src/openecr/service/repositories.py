@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from openecr.domain import names as domain_names
 from openecr.domain.model import ExclusionFilter, Repository, TagMutability
 from openecr.errors import (
     InvalidParameter,
@@ -56,7 +58,19 @@ def check_mutability(
     return tuple(filters or ())
 
 
+_TAG_PUNCTUATION = frozenset("_.:/=+-@")
+_AWS_PREFIX = "aws:"
+
+
+def _is_tag_text(value: str) -> bool:
+    """AWS's tag alphabet, ``[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*``: Unicode letters, separators
+    (spaces) and numbers, and a few punctuation marks; no control characters."""
+    return all(c in _TAG_PUNCTUATION or unicodedata.category(c)[0] in "LZN" for c in value)
+
+
 def check_resource_tags(tags: Sequence[tuple[str, str]]) -> None:
+    """Tag keys are 1..128 and values 0..256 characters of AWS's tag alphabet; ``aws:`` keys
+    are reserved. Raises InvalidTagParameter."""
     for key, value in tags:
         if not 1 <= len(key) <= 128:
             raise InvalidTagParameter(
@@ -68,8 +82,18 @@ def check_resource_tags(tags: Sequence[tuple[str, str]]) -> None:
                 "Invalid parameter at 'tags' failed to satisfy constraint: "
                 "'Tag values must be at most 256 characters long'"
             )
-        if key.lower().startswith("aws:"):
-            raise InvalidTagParameter("Tag keys that start with 'aws:' are reserved for AWS use")
+        if not _is_tag_text(key) or not _is_tag_text(value):
+            raise InvalidTagParameter(
+                "Invalid parameter at 'tags' failed to satisfy constraint: 'Tag keys and values "
+                "may contain only Unicode letters, digits, white space and the characters "
+                "_ . : / = + - @'"
+            )
+        check_tag_key_not_reserved(key)
+
+
+def check_tag_key_not_reserved(key: str) -> None:
+    if key.lower().startswith(_AWS_PREFIX):
+        raise InvalidTagParameter("Tag keys that start with 'aws:' are reserved for AWS use")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +165,13 @@ class RepositoryService:
                     )
                 return [require_repository(tx, registry_id, n) for n in names], None
             limit = max_results or 100
-            after = decode_token(token, str) if token else None
+            after = decode_token(token, str, "repositories") if token else None
+            if after is not None and not domain_names.is_repository_name(after):
+                raise InvalidParameter.constraint("nextToken", "Invalid NextToken")
             found = tx.list_repositories(registry_id, after, limit + 1)
         more = len(found) > limit
         found = found[:limit]
-        return found, encode_token(found[-1].name) if more else None
+        return found, encode_token(found[-1].name, "repositories") if more else None
 
     def delete(self, registry_id: str, name: str, force: bool) -> Repository:
         """Delete a repository; without ``force`` it must hold no images."""
@@ -187,6 +213,15 @@ class RepositoryService:
             tx.put_resource_tags(repo.id, tags)
 
     def untag_resource(self, registry_id: str, name: str, keys: Sequence[str]) -> None:
+        for key in keys:
+            check_tag_key_not_reserved(key)
         with self.meta.write() as tx:
             repo = require_repository(tx, registry_id, name)
             tx.delete_resource_tags(repo.id, keys)
+
+    def catalog(self, registry_id: str, after: str | None, limit: int) -> tuple[list[str], bool]:
+        """The registry API's ``_catalog``: repository names of a registry in order, those
+        after ``after`` only, at most ``limit``, and whether more follow."""
+        with self.meta.read() as tx:
+            found = tx.list_repositories(registry_id, after, limit + 1)
+        return [repo.name for repo in found[:limit]], len(found) > limit

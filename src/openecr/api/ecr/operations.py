@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from openecr.domain import names
 from openecr.domain.model import ExclusionFilter, ImageFailure, ImageId, Repository, TagMutability
 from openecr.errors import AccessDenied, InvalidParameter
 from openecr.service.layers import PART_SIZE
@@ -172,7 +173,7 @@ def _resource(call: Call) -> tuple[str, str]:
     if match is None:
         raise InvalidParameter.constraint("resourceArn", "Invalid ARN")
     region, account, name = match.groups()
-    if region != call.registry.settings.region:
+    if region != call.registry.settings.region or not names.is_repository_name(name):
         raise InvalidParameter.constraint("resourceArn", "Invalid ARN")
     if call.registry.settings.authenticate and account != call.caller.account:
         raise call.denied(account, name)
@@ -263,12 +264,20 @@ def _tag_status(p: Doc) -> str:
     return str((p.get("filter") or {}).get("tagStatus", "ANY"))
 
 
+def _wants_inactive(p: Doc) -> bool:
+    """Whether the filter asks only for archived (or reactivating) images: openecr keeps every
+    image ACTIVE, so there are none."""
+    return (p.get("filter") or {}).get("imageStatus") in ("ARCHIVED", "ACTIVATING")
+
+
 def list_images(call: Call) -> Doc:
     p = call.params
     name = p["repositoryName"]
     ids, token = call.registry.images.list_images(
         call.registry_id(name), name, _tag_status(p), p.get("nextToken"), p.get("maxResults")
     )
+    if _wants_inactive(p):
+        return {"imageIds": []}
     doc: Doc = {"imageIds": [_id_doc(i) for i in ids]}
     if token:
         doc["nextToken"] = token
@@ -282,6 +291,8 @@ def describe_images(call: Call) -> Doc:
     repo, views, token = call.registry.images.describe_images(
         call.registry_id(name), name, ids, _tag_status(p), p.get("nextToken"), p.get("maxResults")
     )
+    if _wants_inactive(p) and ids is None:
+        return {"imageDetails": []}
     details = []
     for view in views:
         image = view.image

@@ -64,7 +64,7 @@ def handle(registry: Registry, caller: Caller, target: str | None, body: bytes) 
         name = operation_name(target)
         try:
             params = json.loads(body or b"{}")
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: deep nesting
             raise SerializationError("Start of structure or map found where not expected") from None
         if not isinstance(params, dict):
             raise SerializationError("Start of structure or map found where not expected")

@@ -20,6 +20,8 @@ from botocore.model import ListShape, MapShape, ServiceModel, Shape, StructureSh
 from openecr.domain import names
 from openecr.errors import InvalidParameter, SerializationError
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 
 @cache
 def service_model() -> ServiceModel:
@@ -51,6 +53,8 @@ def validate(shape: Shape, value: Any, field: str) -> Any:
         assert isinstance(shape, StructureShape)
         if not isinstance(value, dict):
             raise _wrong_type(field, "an object")
+        for member_name in [k for k, v in value.items() if v is None]:
+            del value[member_name]  # a JSON null is an absent member, as AWS reads it
         for member_name in shape.required_members:
             if value.get(member_name) is None:
                 raise InvalidParameter.constraint(member_name, "Member must not be null")
@@ -74,6 +78,9 @@ def validate(shape: Shape, value: Any, field: str) -> Any:
     if kind == "string":
         if not isinstance(value, str):
             raise _wrong_type(field, "a string")
+        if not value.isascii() and _SURROGATE.search(value) is not None:
+            # a lone ``\ud800`` escape decodes but is not Unicode text: refuse it here
+            raise SerializationError(f"Invalid UTF-8 value at '{field}'")
         _check_length(field, len(value), meta, "must have length")
         if "enum" in meta and value not in meta["enum"]:
             raise InvalidParameter.constraint(

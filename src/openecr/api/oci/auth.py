@@ -1,0 +1,112 @@
+"""Who calls ``/v2`` and which registry (account) they address.
+
+* The account: a ``Host`` of the form ``<12 digits>.dkr.ecr.<region>.<anything>`` (or one that
+  fits the configured registry host template) names it, as on ECR; otherwise the token's
+  account when authenticating, else the default account.
+* Without ``--credentials`` anyone may do anything and ``Authorization`` is not looked at.
+* With it, every request needs ``Authorization: Basic base64(AWS:<password>)`` where the
+  password comes from GetAuthorizationToken; anything else is 401 with a Basic challenge.
+  A token acts in its own account only: other accounts' repositories answer 403 ``DENIED``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+
+from openecr.errors import AccessDenied, MissingAuthenticationToken, UnrecognizedClient
+from openecr.service.registry import Registry
+
+ECR_HOST = re.compile(r"([0-9]{12})\.dkr\.ecr\.[a-z0-9-]+\..+")
+SERVICE = "ecr.amazonaws.com"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    account: str  # the registry the request addresses
+    caller: str | None  # the account the token belongs to; None when not authenticating
+
+
+def _template_pattern(template: str | None) -> re.Pattern[str] | None:
+    """A matcher for the configured ``--registry-host`` template, if it names the account."""
+    if not template or "{account}" not in template:
+        return None
+    pattern = re.escape(template.lower())
+    pattern = pattern.replace(re.escape("{account}"), "(?P<account>[0-9]{12})", 1)
+    pattern = pattern.replace(re.escape("{account}"), "[0-9]{12}")
+    pattern = pattern.replace(re.escape("{region}"), "[a-z0-9-]+")
+    return re.compile(pattern)
+
+
+def _hostname(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):  # [v6]:port
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+class Authenticator:
+    """Resolves the :class:`Identity` of each request; built once per app."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.settings = registry.settings
+        self._template = _template_pattern(registry.settings.registry_host)
+
+    def host_account(self, host: str) -> str | None:
+        """The account a ``Host`` header names, if it names one."""
+        name = _hostname(host)
+        match = ECR_HOST.fullmatch(name)
+        if match is not None:
+            return match.group(1)
+        if self._template is not None:
+            found = self._template.fullmatch(name)
+            if found is not None:
+                return found.group("account")
+        return None
+
+    def identify(self, host: str, authorization: str | None) -> Identity:
+        """Raises MissingAuthenticationToken / UnrecognizedClient (401) when authenticating
+        and the credentials are missing, malformed, forged or expired."""
+        named = self.host_account(host)
+        if not self.settings.authenticate:
+            return Identity(named or self.settings.default_account, None)
+        caller = self.verify(authorization)
+        return Identity(named or caller, caller)
+
+    def verify(self, authorization: str | None) -> str:
+        """The account of a ``Basic AWS:<password>`` header."""
+        if not authorization:
+            raise MissingAuthenticationToken(
+                "Authentication is required: log in with user AWS and the password from "
+                "GetAuthorizationToken"
+            )
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() != "basic":
+            raise UnrecognizedClient("Only Basic authentication is supported")
+        try:
+            user, sep, password = (
+                base64.b64decode(value.strip(), validate=True).decode().partition(":")
+            )
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise UnrecognizedClient("The Basic credentials are not valid base64") from None
+        if not sep or user != "AWS":
+            raise UnrecognizedClient("The user name must be AWS")
+        try:
+            return self.registry.tokens.verify(password)
+        except AccessDenied as error:
+            raise UnrecognizedClient(error.message) from None
+
+    def challenge(self, scheme: str, host: str) -> str:
+        """The ``WWW-Authenticate`` value of a 401, as ECR words it."""
+        return f'Basic realm="{scheme}://{host}/",service="{SERVICE}"'
+
+    def denied(self, identity: Identity, name: str, action: str) -> AccessDenied:
+        region = self.settings.region
+        return AccessDenied(
+            f"User: arn:aws:iam::{identity.caller}:root is not authorized to perform: "
+            f"ecr:{action} on resource: arn:aws:ecr:{region}:{identity.account}:repository/{name} "
+            f"because no resource-based policy allows the ecr:{action} action"
+        )

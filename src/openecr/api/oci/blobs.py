@@ -1,0 +1,114 @@
+"""``/v2/<name>/blobs/<digest>``: GET (with ``Range``), HEAD, DELETE.
+
+Blobs stream from the store: a whole blob from its file when the store has one (so a server
+with zero-copy file sending can use it), a range (or a store without files) through
+``BlobStore.open`` one chunk at a time. Nothing holds a blob whole in memory.
+"""
+
+from __future__ import annotations
+
+import os
+
+import anyio.to_thread
+from starlette.responses import FileResponse, Response, StreamingResponse
+
+from openecr.api.oci import render
+from openecr.api.oci.common import Context, parse_digest
+from openecr.domain.digest import Digest
+from openecr.errors import RangeNotSatisfiable
+
+OCTET_STREAM = "application/octet-stream"
+
+
+class BlobFileResponse(FileResponse):
+    chunk_size = 1024 * 1024
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """``(start, end)`` (end exclusive) of a single byte range; None for several ranges (the
+    whole blob is served, as RFC 9110 allows). Raises RangeNotSatisfiable for anything else
+    that is not a satisfiable ``bytes=`` range."""
+    unit, _, spec = header.partition("=")
+    spec = spec.strip()
+    if unit.strip().lower() != "bytes" or not spec:
+        raise _unsatisfiable(header, size)
+    if "," in spec:
+        return None
+    first, dash, last = (part.strip() for part in spec.partition("-"))
+    if not dash or (first and not first.isdigit()) or (last and not last.isdigit()):
+        raise _unsatisfiable(header, size)
+    if not first:  # the last N bytes
+        if not last or int(last) == 0 or size == 0:
+            raise _unsatisfiable(header, size)
+        return max(size - int(last), 0), size
+    start = int(first)
+    end = min(int(last) + 1, size) if last else size
+    if start >= size or end <= start:
+        raise _unsatisfiable(header, size)
+    return start, end
+
+
+def _unsatisfiable(header: str, size: int) -> RangeNotSatisfiable:
+    return RangeNotSatisfiable(f"The range '{header}' cannot be served from a blob of {size} bytes")
+
+
+async def get(ctx: Context, name: str, value: str) -> Response:
+    """GET and HEAD; both are plain reads on the event loop until the body streams."""
+    digest = parse_digest(value)
+    head = ctx.request.method == "HEAD"
+    action = "BatchCheckLayerAvailability" if head else "GetDownloadUrlForLayer"
+    registry_id = ctx.authorize(name, action)
+    blob = ctx.registry.layers.stat(registry_id, name, digest)
+    headers = {
+        "Docker-Content-Digest": blob.digest,
+        "ETag": f'"{blob.digest}"',
+        "Accept-Ranges": "bytes",
+    }
+    wanted = ctx.request.headers.get("range")
+    span = None
+    if wanted is not None:
+        try:
+            span = parse_range(wanted, blob.size)
+        except RangeNotSatisfiable as error:
+            return render.error_response(
+                error, headers={**headers, "Content-Range": f"bytes */{blob.size}"}
+            )
+    if head:
+        if span is not None:
+            return _head(206, headers, span, blob.size)
+        return _head(200, headers, (0, blob.size), blob.size)
+    if span is None and wanted is None:
+        local = ctx.blobs.local_path(digest)
+        if local is not None:
+            try:
+                stat = os.stat(local)
+            except FileNotFoundError:
+                pass
+            else:
+                return BlobFileResponse(
+                    local, headers=headers, media_type=OCTET_STREAM, stat_result=stat
+                )
+    start, end = span if span is not None else (0, blob.size)
+    chunks = ctx.blobs.open(digest, start, end - start)  # raises BlobNotFound up front
+    headers["Content-Length"] = str(end - start)
+    status = 200
+    if span is not None:
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{blob.size}"
+    return StreamingResponse(chunks, status, headers, media_type=OCTET_STREAM)
+
+
+def _head(status: int, headers: dict[str, str], span: tuple[int, int], size: int) -> Response:
+    start, end = span
+    extra = {"Content-Length": str(end - start)}
+    if status == 206:
+        extra["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    return Response(None, status, {**headers, **extra}, media_type=OCTET_STREAM)
+
+
+async def delete(ctx: Context, name: str, value: str) -> Response:
+    """Remove the blob from the repository (202); its bytes stay while others hold it."""
+    digest: Digest = parse_digest(value)
+    registry_id = ctx.authorize(name, "BatchDeleteImage")
+    await anyio.to_thread.run_sync(ctx.registry.layers.unlink, registry_id, name, digest)
+    return render.empty(202)

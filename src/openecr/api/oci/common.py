@@ -1,0 +1,140 @@
+"""What every ``/v2`` handler shares: the request context, argument parsing, body streaming."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+from starlette.requests import Request
+
+from openecr.api.oci.auth import Authenticator, Identity
+from openecr.domain import names
+from openecr.domain.digest import Digest
+from openecr.errors import (
+    DigestInvalid,
+    InvalidParameter,
+    PaginationInvalid,
+    RepositoryAlreadyExists,
+    RepositoryNotFound,
+)
+from openecr.ports.blobs import BlobStore
+from openecr.service.layers import PartUpload
+from openecr.service.registry import Registry
+from openecr.service.repositories import NewRepository
+
+T = TypeVar("T")
+
+# The body reaches the blob store in batches of about this size: one thread hop per batch,
+# and never much more than this of a blob in memory.
+BATCH = 1024 * 1024
+MAX_PAGE = 1000  # the most tags or repositories one page holds
+
+
+@dataclass(slots=True)
+class Context:
+    """One request to ``/v2``: the registry, who calls, and which account it addresses."""
+
+    registry: Registry
+    blobs: BlobStore
+    auth: Authenticator
+    request: Request
+    identity: Identity
+
+    @property
+    def account(self) -> str:
+        return self.identity.account
+
+    def authorize(self, name: str, action: str) -> str:
+        """The registry id ``name`` lives in, once the name is valid and the caller may act
+        there (ECR's IAM action ``action`` names the operation in the denial)."""
+        check_name(name)
+        caller = self.identity.caller
+        if caller is not None and caller != self.identity.account:
+            raise self.auth.denied(self.identity, name, action)
+        return self.identity.account
+
+    async def push(self, registry_id: str, name: str, call: Callable[[], T]) -> T:
+        """Run a write in a worker thread. With create-on-push, a missing repository is
+        created and the write retried (the writes passed here raise RepositoryNotFound before
+        any streamed body is read, so the retry still has the whole body)."""
+        try:
+            return await anyio.to_thread.run_sync(call)
+        except RepositoryNotFound:
+            if not self.registry.settings.create_on_push:
+                raise
+        await anyio.to_thread.run_sync(self._create, registry_id, name)
+        return await anyio.to_thread.run_sync(call)
+
+    def _create(self, registry_id: str, name: str) -> None:
+        with contextlib.suppress(RepositoryAlreadyExists):  # a concurrent push created it
+            self.registry.repositories.create(registry_id, NewRepository(name=name))
+
+    def query_int(self, key: str) -> int | None:
+        """A non-negative integer query parameter (``n``); raises PaginationInvalid."""
+        value = self.request.query_params.get(key)
+        if value is None:
+            return None
+        if not value.isdigit() or len(value) > 9:
+            raise PaginationInvalid(
+                f"The value of '{key}' must be a non-negative integer, not '{value}'"
+            )
+        return int(value)
+
+    def content_length(self) -> int | None:
+        value = self.request.headers.get("content-length")
+        return int(value) if value is not None and value.isdigit() else None
+
+
+def check_name(name: str) -> None:
+    """Raises InvalidParameter (NAME_INVALID) unless ``name`` is a valid repository name."""
+    if not names.is_repository_name(name):
+        raise InvalidParameter.constraint(
+            "repositoryName",
+            f"must satisfy regular expression '{names.REPOSITORY_NAME_MESSAGE_PATTERN}' and be "
+            f"{names.REPOSITORY_NAME_MIN} to {names.REPOSITORY_NAME_MAX} characters long",
+        )
+
+
+def parse_digest(value: str) -> Digest:
+    """A digest openecr can verify (sha256 or sha512); raises DigestInvalid."""
+    digest = Digest.try_parse(value)
+    if digest is None:
+        raise DigestInvalid(
+            f"The digest '{value}' is not valid: expected sha256:<64 hex> or sha512:<128 hex>"
+        )
+    return digest
+
+
+async def body_batches(request: Request) -> AsyncIterator[list[bytes]]:
+    """The request body in batches of about :data:`BATCH` bytes, as it arrives."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        if chunk:
+            parts.append(chunk)
+            size += len(chunk)
+        if size >= BATCH:
+            yield parts
+            parts, size = [], 0
+    if parts:
+        yield parts
+
+
+async def stream_part(request: Request, part: PartUpload, length: int | None) -> int:
+    """Stream the request body onto an upload as one part and return the upload's size.
+
+    Only the disk writes run in worker threads, a batch at a time, so a slow client holds no
+    thread while its bytes trickle in. Any failure (a client gone mid-body included) drops the
+    part whole."""
+    try:
+        async for batch in body_batches(request):
+            await anyio.to_thread.run_sync(part.write, batch)
+        return await anyio.to_thread.run_sync(part.finish, length)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(part.abort)
+        raise

@@ -1,0 +1,133 @@
+"""``/v2/<name>/manifests/<reference>``: GET, HEAD, PUT, DELETE by tag or digest."""
+
+from __future__ import annotations
+
+import anyio.to_thread
+from starlette.responses import Response
+
+from openecr.api.oci import render
+from openecr.api.oci.common import Context, parse_digest
+from openecr.domain import mediatypes as mt
+from openecr.domain import names
+from openecr.domain.conversion import served_digest
+from openecr.domain.digest import Digest
+from openecr.domain.model import ImageId
+from openecr.errors import ManifestTooLarge, TagInvalid
+
+MAX_MANIFEST = 4 * 1024 * 1024  # the spec's floor; larger pushes answer 413
+
+
+def parse_reference(reference: str) -> tuple[str | None, Digest | None]:
+    """``(tag, None)`` or ``(None, digest)``; raises TagInvalid / DigestInvalid."""
+    if ":" in reference:
+        return None, parse_digest(reference)
+    if not names.is_tag(reference):
+        raise TagInvalid(
+            f"The reference '{reference}' is neither a digest nor a tag matching "
+            f"'{names.TAG_PATTERN}' of at most {names.TAG_MAX} characters"
+        )
+    return reference, None
+
+
+def accepted_types(values: list[str]) -> list[str] | None:
+    """The media types of the ``Accept`` headers (docker sends several); None when there are
+    none or a wildcard accepts anything. Types with ``q=0`` are left out."""
+    found: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            media_type, *params = part.split(";")
+            media_type = media_type.strip().lower()
+            if not media_type:
+                continue
+            if "*" in media_type:
+                return None
+            refused = False
+            for param in params:
+                key, _, number = param.partition("=")
+                if key.strip().lower() == "q":
+                    try:
+                        refused = float(number) <= 0
+                    except ValueError:
+                        refused = False
+            if not refused:
+                found.append(media_type)
+    return found or None
+
+
+def manifest_url(name: str, reference: str) -> str:
+    return f"/v2/{name}/manifests/{reference}"
+
+
+async def get(ctx: Context, name: str, reference: str) -> Response:
+    """GET and HEAD: one read on the event loop (the hot path of every pull); only a pull
+    whose ``Accept`` misses the stored type goes to a worker thread for the negotiation."""
+    tag, digest = parse_reference(reference)
+    registry_id = ctx.authorize(name, "BatchGetImage")
+    accepted = accepted_types(ctx.request.headers.getlist("accept"))
+    images = ctx.registry.images
+    wanted = ImageId(str(digest) if digest else None, tag)
+    image = images.pull_manifest(registry_id, name, wanted, None)  # the stored form
+    if accepted is not None and image.media_type not in accepted:
+        # negotiation (by tag a conversion, by digest at most signing schema 1) may read blobs
+        # and store one: off the event loop
+        image = await anyio.to_thread.run_sync(
+            images.pull_manifest, registry_id, name, wanted, accepted
+        )
+    digest_of_body = image.image.digest
+    if image.manifest is not image.image.manifest and image.manifest != image.image.manifest:
+        # converted by tag (e.g. OCI to Docker v2): the header names the bytes served
+        digest_of_body = served_digest(image.manifest, image.media_type)
+    headers = {"Docker-Content-Digest": digest_of_body, "ETag": f'"{digest_of_body}"'}
+    return Response(image.manifest, 200, headers, media_type=image.media_type)
+
+
+async def put(ctx: Context, name: str, reference: str) -> Response:
+    tag, digest = parse_reference(reference)
+    registry_id = ctx.authorize(name, "PutImage")
+    raw = await _read_manifest(ctx)
+    declared = ctx.request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    media_type = declared if declared in mt.MANIFEST_TYPES else None
+    images = ctx.registry.images
+    result = await ctx.push(
+        registry_id,
+        name,
+        lambda: images.push_manifest(registry_id, name, raw, media_type, tag, digest),
+    )
+    stored = result.image.digest
+    headers = {"Location": manifest_url(name, stored), "Docker-Content-Digest": stored}
+    if result.image.subject:
+        headers["OCI-Subject"] = result.image.subject
+    return render.empty(201, headers)
+
+
+async def _read_manifest(ctx: Context) -> bytes:
+    declared = ctx.content_length()
+    if declared is not None and declared > MAX_MANIFEST:
+        raise _too_large()
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in ctx.request.stream():
+        size += len(chunk)
+        if size > MAX_MANIFEST:
+            raise _too_large()
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _too_large() -> ManifestTooLarge:
+    return ManifestTooLarge(
+        f"The manifest is larger than the limit of {MAX_MANIFEST} bytes (4 MiB)"
+    )
+
+
+async def delete(ctx: Context, name: str, reference: str) -> Response:
+    """By digest: the image with all its tags. By tag: only the tag."""
+    tag, digest = parse_reference(reference)
+    registry_id = ctx.authorize(name, "BatchDeleteImage")
+    images = ctx.registry.images
+    if digest is not None:
+        await anyio.to_thread.run_sync(images.delete_manifest, registry_id, name, str(digest))
+    else:
+        assert tag is not None
+        await anyio.to_thread.run_sync(images.untag, registry_id, name, tag)
+    return render.empty(202)
