@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +23,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 ACCOUNT = "123456789012"
+
+
+def die_with_parent() -> None:
+    """In the child before exec: SIGTERM when pytest dies, even by SIGKILL (Linux prctl)."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -61,7 +69,13 @@ class Server:
         ]
         env = {**os.environ, **self.env}
         with self.log.open("wb") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+            self.process = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=die_with_parent,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -141,6 +155,32 @@ def repo_name() -> str:
 def repo(ecr: Any, repo_name: str) -> str:
     ecr.create_repository(repositoryName=repo_name)
     return repo_name
+
+
+def run_aws(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real ``aws ecr`` CLI against ``server`` with throwaway credentials and no profile."""
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    }
+    return subprocess.run(
+        [str(VENV_BIN / "aws"), "--endpoint-url", server.endpoint, "ecr", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def aws_json(server: Server, *args: str) -> Any:
+    """``run_aws`` that must succeed; its stdout parsed as JSON."""
+    result = run_aws(server, *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def upload_blob(client: Any, repository: str, data: bytes) -> str:

@@ -7,10 +7,8 @@ import base64
 import hashlib
 import hmac
 import itertools
-import json
 import os
 import re
-import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +21,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT, VENV_BIN, Server, ServerFactory, upload_blob
+from conftest import ACCOUNT, Server, ServerFactory, aws_json, upload_blob
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 UPLOAD_NOT_FOUND = (
@@ -486,25 +484,9 @@ def test_aws_cli_uploads_binary_parts_from_files(server: Server, repo: str, tmp_
     data = bytes(range(256)) * 40 + b"\x00\xff\n\r"
     (tmp_path / "a.bin").write_bytes(data[:5000])
     (tmp_path / "b.bin").write_bytes(data[5000:])
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
-        "AWS_SECRET_ACCESS_KEY": "secret",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": "/nonexistent",
-        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-    }
 
     def aws(*args: str) -> Any:
-        result = subprocess.run(
-            [str(VENV_BIN / "aws"), "--endpoint-url", server.endpoint, "ecr", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
+        return aws_json(server, *args)
 
     upload_id = aws("initiate-layer-upload", "--repository-name", repo)["uploadId"]
     for first, name, size in ((0, "a.bin", 5000), (5000, "b.bin", len(data) - 5000)):

@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +13,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import VENV_BIN, Server, free_port, make_image
+from conftest import Server, aws_json, free_port, make_image
 
 REPOS = [f"page/r{i}" for i in range(7)]
 IMAGES = "page/r0"
@@ -321,23 +319,7 @@ def test_paging_named_items_is_refused(client: Any, extra: dict[str, Any]) -> No
 
 
 def aws(server: Server, *args: str) -> Any:
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
-        "AWS_SECRET_ACCESS_KEY": "secret",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": "/nonexistent",
-        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-    }
-    result = subprocess.run(
-        [str(VENV_BIN / "aws"), "--endpoint-url", server.endpoint, "ecr", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return aws_json(server, *args)
 
 
 def test_aws_cli_paginates(paged: Server, client: Any) -> None:

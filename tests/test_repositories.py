@@ -4,7 +4,6 @@ resource tags."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import uuid
 from datetime import datetime
@@ -14,7 +13,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT, VENV_BIN, Server, make_image, upload_blob
+from conftest import ACCOUNT, Server, make_image, run_aws, upload_blob
 
 ARN_PREFIX = f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/"
 NAME_REGEX = "(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*"
@@ -566,21 +565,7 @@ def test_arn_of_a_missing_repository(ecr: Any, repo_name: str) -> None:
 
 
 def aws(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
-        "AWS_SECRET_ACCESS_KEY": "secret",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": "/nonexistent",
-        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-    }
-    return subprocess.run(
-        [str(VENV_BIN / "aws"), "--endpoint-url", server.endpoint, "ecr", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    return run_aws(server, *args)
 
 
 def test_aws_cli_repository_lifecycle(server: Server, ecr: Any, repo_name: str) -> None:

@@ -9,7 +9,6 @@ assert what the clients really sent (upload shapes, mounts, manifest bytes).
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import json
 import os
@@ -28,7 +27,7 @@ import boto3
 import httpx
 import pytest
 
-from conftest import VENV_BIN, Server, free_port
+from conftest import VENV_BIN, Server, die_with_parent, free_port
 from e2e.images import Image
 from e2e.recorder import Exchange, RecordingProxy
 
@@ -246,12 +245,6 @@ def _stop(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
             process.wait()
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when pytest dies, even by SIGKILL (Linux prctl)."""
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 @pytest.fixture(scope="session")
 def tools() -> None:
     """The clients must be installed; `make test` installs them (scripts/install-test-deps)."""
@@ -334,7 +327,7 @@ class Docker:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
