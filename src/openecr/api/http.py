@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -19,32 +18,15 @@ from starlette.routing import Route
 from openecr.api.ecr import protocol
 from openecr.api.oci import OciApp
 from openecr.domain.digest import Digest
-from openecr.errors import AuthError, OpenEcrError, RequestTooLarge
+from openecr.errors import OpenEcrError, RequestTooLarge
 from openecr.ports.blobs import BlobStore
 from openecr.service.registry import Caller, Registry
 
 log = logging.getLogger("openecr.http")
 
-# (method, path, query string, headers, body) -> the caller's account; raises AuthError
+# (method, path, query string, headers, body) -> the caller's account; raises AuthError.
+# Without one (no credentials configured), every request acts in the default account.
 Authenticator = Callable[[str, str, str, Mapping[str, str], bytes], str]
-
-
-def accept_anyone(default_account: str) -> Authenticator:
-    """The default: any credentials (or none) act in the default account."""
-
-    def authenticate(
-        _method: str, _path: str, _query: str, _headers: Mapping[str, str], _body: bytes
-    ) -> str:
-        return default_account
-
-    return authenticate
-
-
-@dataclass(frozen=True, slots=True)
-class AppState:
-    registry: Registry
-    blobs: BlobStore
-    authenticate: Authenticator
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -75,23 +57,23 @@ def create_app(
     registry: Registry, blobs: BlobStore, authenticate: Authenticator | None = None
 ) -> Starlette:
     """The whole HTTP surface of one registry process."""
-    state = AppState(
-        registry, blobs, authenticate or accept_anyone(registry.settings.default_account)
-    )
 
     async def ecr_api(request: Request) -> Response:
         try:
             body = await _read_body(request, protocol.MAX_BODY)
-            headers = {k.lower(): v for k, v in request.headers.items()}
-            # off the event loop: checking a signature hashes the whole body (up to 32 MiB)
-            account = await anyio.to_thread.run_sync(
-                state.authenticate,
-                request.method,
-                request.url.path,
-                request.url.query,
-                headers,
-                body,
-            )
+            if authenticate is None:
+                account = registry.settings.default_account
+            else:
+                headers = {k.lower(): v for k, v in request.headers.items()}
+                # off the event loop: checking a signature hashes the whole body (up to 32 MiB)
+                account = await anyio.to_thread.run_sync(
+                    authenticate,
+                    request.method,
+                    request.url.path,
+                    request.url.query,
+                    headers,
+                    body,
+                )
         except OpenEcrError as error:
             return _ecr_error(error)
         caller = Caller(
@@ -122,7 +104,7 @@ def create_app(
             await anyio.to_thread.run_sync(
                 registry.layers.find, params["registry"], params["name"], str(digest)
             )
-        except (OpenEcrError, AuthError) as error:
+        except OpenEcrError as error:
             return JSONResponse({"__type": error.ecr_type, "message": error.message}, 404)
         local = blobs.local_path(digest)
         if local is not None:
