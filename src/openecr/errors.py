@@ -24,7 +24,7 @@ Tree (indentation is inheritance)::
         RepositoryNotFound            RepositoryNotFoundException / NAME_UNKNOWN
         ImageNotFound                 ImageNotFoundException / MANIFEST_UNKNOWN
         LayersNotFound                LayersNotFoundException / MANIFEST_BLOB_UNKNOWN
-        ReferencedImagesNotFound      ReferencedImagesNotFoundException / MANIFEST_UNKNOWN
+        ReferencedImagesNotFound      ReferencedImagesNotFoundException / MANIFEST_BLOB_UNKNOWN
         UploadNotFound                UploadNotFoundException / BLOB_UPLOAD_UNKNOWN
         BlobNotFound                  LayersNotFoundException / BLOB_UNKNOWN
       Conflict
@@ -33,7 +33,7 @@ Tree (indentation is inheritance)::
         ImageAlreadyExists            ImageAlreadyExistsException
         ImageTagAlreadyExists         ImageTagAlreadyExistsException / TAG_INVALID
         LayerAlreadyExists            LayerAlreadyExistsException
-        ImageReferencedByIndex        InvalidParameterException / DENIED
+        ImageReferencedByIndex        InvalidParameterException / UNSUPPORTED (400)
       ImageDigestDoesNotMatch         ImageDigestDoesNotMatchException / DIGEST_INVALID
       InvalidLayer                    InvalidLayerException / DIGEST_INVALID
       InvalidLayerPart                InvalidLayerPartException / RANGE_INVALID
@@ -255,10 +255,13 @@ class LayerAlreadyExists(Conflict):
 
 class ImageReferencedByIndex(Conflict):
     """A manifest that a stored index lists cannot be deleted (ECR's
-    ``ImageReferencedByManifestList`` failure, raised where a single delete fails whole)."""
+    ``ImageReferencedByManifestList`` failure, raised where a single delete fails whole).
+    ECR's registry answers such a DELETE with ``UNSUPPORTED`` (its user guide shows oras
+    printing ``unsupported: Requested image referenced by manifest list: [sha256:...]``)."""
 
     ecr_type = "InvalidParameterException"
-    oci_code = OciCode.DENIED
+    oci_code = OciCode.UNSUPPORTED
+    oci_status = 400
 
 
 class ImageDigestDoesNotMatch(OpenEcrError):

@@ -366,9 +366,9 @@ class SqlTransaction:
 
     def images_referencing(self, repo_id: int, digest: str) -> list[str]:
         rows = self.conn.execute(
-            select(image_refs.c.parent).where(
-                image_refs.c.repository_id == repo_id, image_refs.c.child == digest
-            )
+            select(image_refs.c.parent)
+            .where(image_refs.c.repository_id == repo_id, image_refs.c.child == digest)
+            .order_by(image_refs.c.parent)
         )
         return [r.parent for r in rows]
 

@@ -54,7 +54,7 @@ REASON_BAD_TAG = (
     f"Invalid request parameters: image tag should satisfy the regex '{names.TAG_PATTERN}'"
 )
 REASON_MISMATCH = "Invalid request parameters: given tag does not map to the given digest"
-REASON_REFERENCED = "Requested image referenced by manifest list: {parents}"
+REASON_REFERENCED = "Requested image referenced by manifest list: [{parents}]"
 
 # Format negotiation when the accepted types miss the stored one (service/conversion.py):
 # (image, accepted types, repository name, tag or None for a pull by digest) -> (bytes, type), or
@@ -105,6 +105,32 @@ def resolve_id(tx: Transaction, repo: Repository, image_id: ImageId) -> Lookup |
         return _failure(image_id, FailureCode.IMAGE_NOT_FOUND, REASON_NOT_FOUND)
     found: tuple[str | None, ...] = tuple(tx.tags_of(repo.id, image_id.digest))
     return Lookup(image_id.digest, found or (None,))
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """A deletion refused because stored indexes (``parents``) list the image."""
+
+    parents: tuple[str, ...]
+
+
+def _delete_one(
+    tx: Transaction, repo: Repository, image_id: ImageId, found: Lookup
+) -> list[ImageId] | _Refused:
+    """Apply one resolved BatchDeleteImage id: the ids it deleted, or why it may not."""
+    if tx.get_image(repo.id, found.digest) is None:  # gone earlier in this call
+        return [ImageId(found.digest, t) for t in found.tags]
+    current = set(tx.tags_of(repo.id, found.digest))
+    if image_id.tag is not None and current - {image_id.tag}:
+        # another tag keeps the image: only this tag goes
+        if image_id.tag in current:
+            tx.delete_tag(repo.id, image_id.tag)
+        return [ImageId(found.digest, image_id.tag)]
+    parents = tx.images_referencing(repo.id, found.digest)
+    if parents:
+        return _Refused(tuple(parents))
+    tx.delete_image(repo.id, found.digest)
+    return [ImageId(found.digest, t) for t in found.tags]
 
 
 def _list_position(token: str) -> tuple[int, str | None]:
@@ -281,15 +307,11 @@ class ImageService:
 
         Every id is resolved against the repository as it was before the call, so ids naming
         the same image twice (``[{digest}, {one of its tags}]``) succeed once, without a
-        failure. Identical outcomes are reported once; an image listed by a stored index is
-        refused."""
-        deleted: list[ImageId] = []
-        failures: list[ImageFailure] = []
-
-        def fail(failure: ImageFailure) -> None:
-            if failure not in failures:
-                failures.append(failure)
-
+        failure. Identical outcomes are reported once, in request order. An image listed by a
+        stored index is refused (``ImageReferencedByManifestList``) unless that index goes in
+        the same call: ids refused for a reference are retried after the others, so a list and
+        its children can be deleted together in any order."""
+        outcomes: list[list[ImageId] | ImageFailure | _Refused] = []
         with self.meta.write() as tx:
             repo = require_repository(tx, registry_id, name)
             resolved = [
@@ -298,30 +320,29 @@ class ImageService:
             ]
             for image_id, found in resolved:
                 if isinstance(found, ImageFailure):
-                    fail(found)
-                    continue
-                if tx.get_image(repo.id, found.digest) is None:  # gone earlier in this call
-                    outcome = [ImageId(found.digest, t) for t in found.tags]
-                    deleted.extend(i for i in outcome if i not in deleted)
-                    continue
-                current = set(tx.tags_of(repo.id, found.digest))
-                if image_id.tag is not None and current - {image_id.tag}:
-                    if image_id.tag in current:
-                        tx.delete_tag(repo.id, image_id.tag)
-                    outcome = [ImageId(found.digest, image_id.tag)]
+                    outcomes.append(found)
                 else:
-                    parents = tx.images_referencing(repo.id, found.digest)
-                    if parents:
-                        fail(
-                            _failure(
-                                image_id,
-                                FailureCode.IMAGE_REFERENCED_BY_MANIFEST_LIST,
-                                REASON_REFERENCED.format(parents=", ".join(parents)),
-                            )
-                        )
-                        continue
-                    tx.delete_image(repo.id, found.digest)
-                    outcome = [ImageId(found.digest, t) for t in found.tags]
+                    outcomes.append(_delete_one(tx, repo, image_id, found))
+            waiting = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, _Refused)]
+            while waiting:  # a list deleted in this call frees its children: retry them
+                for i in waiting:
+                    image_id, found = resolved[i]
+                    assert isinstance(found, Lookup)
+                    outcomes[i] = _delete_one(tx, repo, image_id, found)
+                still = [i for i in waiting if isinstance(outcomes[i], _Refused)]
+                if len(still) == len(waiting):
+                    break
+                waiting = still
+        deleted: list[ImageId] = []
+        failures: list[ImageFailure] = []
+        for (image_id, _), outcome in zip(resolved, outcomes, strict=True):
+            if isinstance(outcome, _Refused):
+                reason = REASON_REFERENCED.format(parents=", ".join(outcome.parents))
+                outcome = _failure(image_id, FailureCode.IMAGE_REFERENCED_BY_MANIFEST_LIST, reason)
+            if isinstance(outcome, ImageFailure):
+                if outcome not in failures:
+                    failures.append(outcome)
+            else:
                 deleted.extend(i for i in outcome if i not in deleted)
         return DeleteResult(repo, deleted, failures)
 
