@@ -83,7 +83,12 @@ def create_app(
             authenticated=registry.settings.authenticate,
         )
         target = request.headers.get("x-amz-target")
-        rendered = await anyio.to_thread.run_sync(protocol.handle, registry, caller, target, body)
+        if protocol.runs_inline(target):
+            rendered = protocol.handle(registry, caller, target, body)
+        else:
+            rendered = await anyio.to_thread.run_sync(
+                protocol.handle, registry, caller, target, body
+            )
         return _ecr_response(rendered)
 
     async def download_layer(request: Request) -> Response:

@@ -26,6 +26,27 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 # UploadLayerPart carries up to 20 MiB of base64; PutImage up to 4 MiB of JSON-escaped text.
 MAX_BODY = 32 * 1024 * 1024
 
+# Short reads that answer from the metadata store alone: the server runs them on the event loop,
+# where a thread hop would cost more than the call. Everything else (writes, fsyncs, hashing,
+# blob I/O) runs in a worker thread.
+INLINE_OPERATIONS = frozenset(
+    {
+        "BatchGetImage",
+        "BatchCheckLayerAvailability",
+        "DescribeImages",
+        "DescribeRepositories",
+        "GetAuthorizationToken",
+        "GetDownloadUrlForLayer",
+        "ListImages",
+        "ListTagsForResource",
+    }
+)
+
+
+def runs_inline(target: str | None) -> bool:
+    """Whether the operation ``target`` names is one of :data:`INLINE_OPERATIONS`."""
+    return (target or "").rpartition(".")[2] in INLINE_OPERATIONS
+
 
 @dataclass(frozen=True, slots=True)
 class Response:
