@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 DATA_DIR ?= ./.openecr
 
-.PHONY: serve test lint typecheck install clean
+.PHONY: serve test lint typecheck install clean bench bench-smoke bench-profile
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,20 +22,38 @@ serve: install
 	$(BIN)/openecr serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 
 test: install
-	./scripts/install-test-deps skopeo podman docker.io busybox-static
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	./scripts/install-test-deps skopeo podman docker.io busybox-static wrk hey docker-registry
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# `make bench`: openecr side by side with moto, ministack and distribution (README, Performance).
+# Installs its tools (bench/setup.sh), takes about 20 minutes, writes bench-results/.
+bench: install
+	./bench/setup.sh
+	BENCH_COMMAND="make bench" $(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The smallest run, openecr alone (what tests/test_bench_smoke.py runs, with distribution).
+bench-smoke: install
+	./scripts/install-test-deps wrk hey skopeo util-linux
+	$(BIN)/python -m bench.run --quick --no-chart $(BENCH_ARGS)
+
+# Where openecr spends its time under load: py-spy profiles of BatchGetImage and manifest GET.
+bench-profile: install
+	./bench/setup.sh
+	$(BIN)/python -m bench.profile $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""``make bench``: openecr side by side with moto, ministack and distribution (see README)."""

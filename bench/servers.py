@@ -1,0 +1,268 @@
+"""The four registries, each its own process on a loopback port with fresh data, pinned to the
+benchmark CPUs and stopped by PID.
+
+* openecr: ``openecr serve`` from the project's virtual environment.
+* moto: ``moto_server`` from ``.bench/moto``, with werkzeug's per-request log turned off
+  (every other server runs without an access log too).
+* ministack: ``ministack`` from ``.bench/ministack`` (everything in memory, ``/v2`` included).
+* distribution: Debian's ``docker-registry`` (the reference registry, 2.8) on the filesystem
+  driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import httpx
+
+from bench.common import (
+    AUTHORIZATION,
+    CACHE,
+    ECR_CONTENT_TYPE,
+    ECR_TARGET,
+    BenchError,
+    die_with_parent,
+    free_port,
+    pinned,
+)
+
+MOTO_MAIN = (
+    "import logging, sys; logging.getLogger('werkzeug').setLevel(logging.WARNING); "
+    "from moto.server import main; main(sys.argv[1:])"
+)
+
+DISTRIBUTION_CONFIG = """\
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {root}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+"""
+
+
+class Server:
+    """One registry process. Subclasses say how to start it and what it speaks."""
+
+    name: ClassVar[str]
+    ecr: ClassVar[bool] = False  # the ECR JSON API on POST /
+    v2: ClassVar[bool] = False  # the OCI Distribution API on /v2/
+
+    def __init__(self, workdir: Path, cpus: Sequence[int]) -> None:
+        self.workdir = workdir / self.name
+        self.cpus = tuple(cpus)
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = self.workdir / "server.log"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise BenchError(f"{self.name} is not running")
+        return self.process.pid
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return {}
+
+    def ready(self, client: httpx.Client) -> bool:
+        return client.get(f"{self.endpoint}/v2/").status_code == 200
+
+    def start(self) -> Server:
+        """Start with fresh data (the working directory is emptied first)."""
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.workdir.mkdir(parents=True)
+        self.port = free_port()
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                pinned(self.command(), self.cpus),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.environment()},
+                cwd=self.workdir,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+        deadline = time.monotonic() + 60
+        with httpx.Client(timeout=2) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise BenchError(f"{self.name} exited at start:\n{self.tail()}")
+                try:
+                    if self.ready(client):
+                        return self
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+        self.stop()
+        raise BenchError(f"{self.name} did not start within 60 s:\n{self.tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM by PID (then SIGKILL), and the same for anything left in its group."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # its own session: pgid == pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def tail(self, size: int = 3000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-size:]
+        except FileNotFoundError:
+            return ""
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server has used so far."""
+        with open(f"/proc/{self.pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def wait_idle(self, timeout: float = 120.0) -> None:
+        """Until the server stops working (under 10 % of a CPU over 200 ms): a load generator
+        that stops does not stop the calls it left queued, which would otherwise run during
+        the next server's measurement."""
+        deadline = time.monotonic() + timeout
+        before = self.cpu_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            after = self.cpu_seconds()
+            if after - before < 0.02:
+                return
+            before = after
+        raise BenchError(f"{self.name} still busy {timeout:.0f} s after its load stopped")
+
+    def memory(self) -> tuple[int, int]:
+        """(current RSS, peak RSS) in bytes, from /proc (VmRSS, VmHWM)."""
+        values = {}
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    values[key] = int(rest.split()[0]) * 1024
+        return values["VmRSS"], values["VmHWM"]
+
+
+class Openecr(Server):
+    name = "openecr"
+    ecr = True
+    v2 = True
+
+    def command(self) -> list[str]:
+        return [
+            str(Path(sys.executable).parent / "openecr"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.workdir / "data"),
+            "--log-level",
+            "warning",
+        ]
+
+    def ready(self, client: httpx.Client) -> bool:
+        return client.get(f"{self.endpoint}/openecr/health").status_code == 200
+
+
+class Moto(Server):
+    name = "moto"
+    ecr = True
+
+    def command(self) -> list[str]:
+        python = CACHE / "moto" / "bin" / "python"
+        return [str(python), "-c", MOTO_MAIN, "-H", "127.0.0.1", "-p", str(self.port)]
+
+    def ready(self, client: httpx.Client) -> bool:
+        response = client.post(
+            f"{self.endpoint}/",
+            content=b"{}",
+            headers={
+                "Content-Type": ECR_CONTENT_TYPE,
+                "X-Amz-Target": ECR_TARGET + "DescribeRepositories",
+                "Authorization": AUTHORIZATION,
+            },
+        )
+        return response.status_code == 200
+
+
+class Ministack(Server):
+    name = "ministack"
+    ecr = True
+    v2 = True
+
+    def command(self) -> list[str]:
+        return [str(CACHE / "ministack" / "bin" / "ministack")]
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "GATEWAY_PORT": str(self.port),
+            "BIND_HOST": "127.0.0.1",
+            "LOG_LEVEL": "WARNING",
+            "PERSIST_STATE": "0",
+            "TMPDIR": str(self.workdir),  # its PID file
+        }
+
+
+class Distribution(Server):
+    name = "distribution"
+    v2 = True
+
+    def command(self) -> list[str]:
+        config = self.workdir / "config.yml"
+        config.write_text(DISTRIBUTION_CONFIG.format(root=self.workdir / "data", port=self.port))
+        return ["docker-registry", "serve", str(config)]
+
+
+ALL: dict[str, type[Server]] = {cls.name: cls for cls in (Openecr, Moto, Ministack, Distribution)}
+
+
+def missing_tools(names: Sequence[str]) -> list[str]:
+    """What ``make bench`` should have installed for these servers (empty when all is there)."""
+    missing = []
+    if "moto" in names and not (CACHE / "moto" / "bin" / "python").exists():
+        missing.append(str(CACHE / "moto"))
+    if "ministack" in names and not (CACHE / "ministack" / "bin" / "ministack").exists():
+        missing.append(str(CACHE / "ministack"))
+    if "distribution" in names and shutil.which("docker-registry") is None:
+        missing.append("docker-registry")
+    for tool in ("wrk", "skopeo", "taskset"):
+        if shutil.which(tool) is None:
+            missing.append(tool)
+    return missing

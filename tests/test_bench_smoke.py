@@ -1,0 +1,99 @@
+"""The benchmark harness's smallest run, so ``make bench`` cannot rot: openecr and distribution
+(the cheapest competitor to start), every scenario, 1 s per load run. Benchmarks are not
+tests: nothing here looks at a number's size, only that every number is there and the table
+and results file are well-formed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+SERVERS = ("openecr", "distribution")
+# (scenario, servers measured in it, rows it fills)
+SCENARIOS = [
+    ("BatchGetImage", {"openecr"}, 6),
+    ("/v2 manifest", {"openecr", "distribution"}, 2),
+    ("/v2 blob GET", {"openecr", "distribution"}, 2),
+    ("skopeo", {"openecr", "distribution"}, 2),
+    ("peak RSS", {"openecr"}, 2),
+]
+TOOLS = ("wrk", "hey", "skopeo", "taskset", "docker-registry")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: `make test` installs them")
+    out = tmp_path_factory.mktemp("bench")
+    command = [sys.executable, "-m", "bench.run", "--quick", "--no-chart", "--out", str(out)]
+    done = subprocess.run(
+        [*command, "--servers", ",".join(SERVERS)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    assert "results.md" in done.stdout
+    return out
+
+
+@pytest.mark.parametrize(("scenario", "servers", "rows"), SCENARIOS)
+def test_every_scenario_measured_every_server(
+    quick_run: Path, scenario: str, servers: set[str], rows: int
+) -> None:
+    results = json.loads((quick_run / "results.json").read_text())
+    found = [row for row in results["rows"] if row["scenario"] == scenario]
+    assert len(found) == rows
+    for row in found:
+        assert set(row["servers"]) == servers, row
+        for server, cell in row["servers"].items():
+            assert "error" not in cell, (server, row)
+            assert len(cell["runs"]) == 1 and cell["median"] > 0, (server, row)
+        assert row["better"] in ("higher", "lower")
+        others = servers - {"openecr"}
+        assert set(row["ratios"]) == others
+        assert all(ratio > 0 for ratio in row["ratios"].values())
+
+
+def test_results_file_records_machine_versions_and_raw_runs(quick_run: Path) -> None:
+    results = json.loads((quick_run / "results.json").read_text())
+    meta = results["meta"]
+    assert meta["mode"] == "quick" and meta["reps"] == 1
+    assert meta["servers"] == list(SERVERS)
+    assert meta["machine"]["cpus"] >= 1 and meta["machine"]["cpu_model"]
+    assert {"openecr", "distribution", "wrk", "skopeo"} <= set(meta["versions"])
+    raw_scenarios = {entry["scenario"] for entry in results["raw"]}
+    assert raw_scenarios == {scenario for scenario, _, _ in SCENARIOS}
+
+
+def test_markdown_table_is_well_formed(quick_run: Path) -> None:
+    text = (quick_run / "results.md").read_text()
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    assert header == [
+        "benchmark",
+        "metric",
+        "runs",
+        "openecr",
+        "distribution",
+        "vs distribution",
+    ]
+    assert set(table[1].replace("|", "").replace("-", "").replace(":", "")) == set()
+    rows = table[2:]
+    assert len(rows) == sum(count for _, _, count in SCENARIOS)
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert len(cells) == len(header), row
+        assert cells[2] == "1" and cells[3] not in ("", "error"), row
+    assert "Errors:" not in text
+    assert "median of the runs" in text
