@@ -11,6 +11,7 @@ benchmark CPUs and stopped by PID.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import shutil
@@ -56,7 +57,7 @@ http:
 """
 
 
-class Server:
+class Server(abc.ABC):
     """One registry process. Subclasses say how to start it and what it speaks."""
 
     name: ClassVar[str]
@@ -84,8 +85,9 @@ class Server:
             raise BenchError(f"{self.name} is not running")
         return self.process.pid
 
+    @abc.abstractmethod
     def command(self) -> list[str]:
-        raise NotImplementedError
+        """The command line that starts this server."""
 
     def environment(self) -> dict[str, str]:
         return {}
