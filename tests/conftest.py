@@ -183,23 +183,25 @@ def aws_json(server: Server, *args: str) -> Any:
     return json.loads(result.stdout)
 
 
-def upload_blob(client: Any, repository: str, data: bytes) -> str:
-    """Upload ``data`` through the ECR layer API; return its digest."""
+def upload_blob(client: Any, repository: str, data: bytes, registry_id: str | None = None) -> str:
+    """Upload ``data`` through the ECR layer API (into ``registry_id``'s registry when given);
+    return its digest."""
     import hashlib
 
+    where: dict[str, str] = {"repositoryName": repository}
+    if registry_id is not None:
+        where["registryId"] = registry_id
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    upload = client.initiate_layer_upload(repositoryName=repository)
+    upload = client.initiate_layer_upload(**where)
     if data:
         client.upload_layer_part(
-            repositoryName=repository,
+            **where,
             uploadId=upload["uploadId"],
             partFirstByte=0,
             partLastByte=len(data) - 1,
             layerPartBlob=data,
         )
-    client.complete_layer_upload(
-        repositoryName=repository, uploadId=upload["uploadId"], layerDigests=[digest]
-    )
+    client.complete_layer_upload(**where, uploadId=upload["uploadId"], layerDigests=[digest])
     return digest
 
 

@@ -17,7 +17,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT, Server
+from conftest import ACCOUNT, Server, upload_blob
 
 OTHER = "210987654321"
 DOCKER = "application/vnd.docker.distribution.manifest.v2+json"
@@ -56,20 +56,7 @@ def constraint(field_name: str, text: str) -> tuple[str, str]:
 
 
 def push_blob(client: Any, repo: str, data: bytes, registry: str) -> str:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    upload = client.initiate_layer_upload(registryId=registry, repositoryName=repo)
-    client.upload_layer_part(
-        registryId=registry,
-        repositoryName=repo,
-        uploadId=upload["uploadId"],
-        partFirstByte=0,
-        partLastByte=len(data) - 1,
-        layerPartBlob=data,
-    )
-    client.complete_layer_upload(
-        registryId=registry, repositoryName=repo, uploadId=upload["uploadId"], layerDigests=[digest]
-    )
-    return digest
+    return upload_blob(client, repo, data, registry)
 
 
 def manifest_for(

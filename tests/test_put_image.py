@@ -819,22 +819,7 @@ def test_put_into_another_registry(ecr: Any, repo_name: str) -> None:
     other = "210987654321"
     ecr.create_repository(registryId=other, repositoryName=repo_name)
     layer = b"a layer of another account"
-    digest = "sha256:" + hashlib.sha256(layer).hexdigest()
-    upload = ecr.initiate_layer_upload(registryId=other, repositoryName=repo_name)
-    ecr.upload_layer_part(
-        registryId=other,
-        repositoryName=repo_name,
-        uploadId=upload["uploadId"],
-        partFirstByte=0,
-        partLastByte=len(layer) - 1,
-        layerPartBlob=layer,
-    )
-    ecr.complete_layer_upload(
-        registryId=other,
-        repositoryName=repo_name,
-        uploadId=upload["uploadId"],
-        layerDigests=[digest],
-    )
+    digest = upload_blob(ecr, repo_name, layer, other)
     doc = {
         "schemaVersion": 2,
         "mediaType": DOCKER,
