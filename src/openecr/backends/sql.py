@@ -7,9 +7,10 @@ with ``BEGIN IMMEDIATE`` so writers serialise instead of failing on lock upgrade
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,14 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import Select
 
 from openecr.domain.model import (
     BlobInfo,
     ExclusionFilter,
     ImageRecord,
+    ImageSnapshot,
     ImageView,
     Repository,
     TagMutability,
@@ -145,10 +148,117 @@ resource_tags = Table(
 )
 
 
-# A pull's lookup as one prebuilt statement (the hot path of every manifest GET): the
-# repository, the tag's digest (or the given digest) and the image, joined.
-_LOOKUP_IMAGE = (
-    select(repositories.c.id.label("repo_id"), images)
+class _Prepared:
+    """A SELECT compiled once per dialect and run on the connection's DBAPI cursor.
+
+    The hot reads (every pull, every BatchGetImage) skip SQLAlchemy's per-execution work
+    (statement building, cache keys, result metadata), which costs several times the query
+    itself on SQLite. Parameters are the statement's ``bindparam`` names; rows are plain
+    tuples in the order of the selected columns. The statement only uses types whose values
+    the DBAPI drivers take and return as they are (integers, floats, strings, bytes)."""
+
+    __slots__ = ("_compiled", "statement")
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+
+    def _compile(self, dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            compiled = self.statement.compile(dialect=dialect)
+            positions = tuple(compiled.positiontup or ()) if compiled.positional else None
+            found = self._compiled[dialect.name] = (str(compiled), positions)
+        return found
+
+    def rows(self, conn: Connection, **params: Any) -> list[Any]:
+        sql, positions = self._compile(conn.dialect)
+        cursor = conn.connection.cursor()
+        try:
+            if positions is None:
+                cursor.execute(sql, params)
+            else:
+                cursor.execute(sql, tuple(params[name] for name in positions))
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    def first(self, conn: Connection, **params: Any) -> Any:
+        found = self.rows(conn, **params)
+        return found[0] if found else None
+
+
+def _in(column: Any, prefix: str, count: int) -> Any:
+    """``column IN (:prefix0, ..., :prefix<count-1>)``."""
+    return column.in_([bindparam(f"{prefix}{i}") for i in range(count)])
+
+
+def _numbered(prefix: str, values: Sequence[str]) -> dict[str, str]:
+    return {f"{prefix}{i}": value for i, value in enumerate(values)}
+
+
+_REPOSITORY_COLUMNS = (
+    repositories.c.id,
+    repositories.c.registry_id,
+    repositories.c.name,
+    repositories.c.created_at,
+    repositories.c.tag_mutability,
+    repositories.c.exclusion_filters,
+    repositories.c.scan_on_push,
+    repositories.c.encryption_type,
+    repositories.c.kms_key,
+)
+_IMAGE_COLUMNS = (
+    images.c.id,
+    images.c.repository_id,
+    images.c.digest,
+    images.c.manifest,
+    images.c.media_type,
+    images.c.artifact_media_type,
+    images.c.size,
+    images.c.pushed_at,
+    images.c.subject,
+    images.c.last_pull,
+)
+
+_GET_REPOSITORY = _Prepared(
+    select(*_REPOSITORY_COLUMNS).where(
+        repositories.c.registry_id == bindparam("registry_id"),
+        repositories.c.name == bindparam("name"),
+    )
+)
+_GET_IMAGE = _Prepared(
+    select(*_IMAGE_COLUMNS).where(
+        images.c.repository_id == bindparam("repo_id"), images.c.digest == bindparam("digest")
+    )
+)
+_GET_TAG = _Prepared(
+    select(tags.c.digest).where(
+        tags.c.repository_id == bindparam("repo_id"), tags.c.tag == bindparam("tag")
+    )
+)
+_TAGS_OF = _Prepared(
+    select(tags.c.tag)
+    .where(tags.c.repository_id == bindparam("repo_id"), tags.c.digest == bindparam("digest"))
+    .order_by(tags.c.set_at.desc(), tags.c.tag)
+)
+_GET_BLOB = _Prepared(
+    select(blobs.c.digest, blobs.c.size, blobs.c.media_type).where(
+        blobs.c.digest == bindparam("digest")
+    )
+)
+_GET_LINKED_BLOB = _Prepared(
+    select(blobs.c.digest, blobs.c.size, blobs.c.media_type)
+    .join(blob_links, blob_links.c.digest == blobs.c.digest)
+    .where(
+        blob_links.c.repository_id == bindparam("repo_id"),
+        blob_links.c.digest == bindparam("digest"),
+    )
+)
+# A pull's lookup in one statement (the hot path of every manifest GET): the repository, the
+# tag's digest (or the given digest) and the image, joined.
+_LOOKUP_IMAGE = _Prepared(
+    select(repositories.c.id, *_IMAGE_COLUMNS)
     .select_from(
         repositories.outerjoin(
             tags, and_(tags.c.repository_id == repositories.c.id, tags.c.tag == bindparam("tag"))
@@ -167,6 +277,51 @@ _LOOKUP_IMAGE = (
 )
 
 
+@cache
+def _images_tagged(count: int) -> _Prepared:
+    """Each of ``count`` tags that exists, with the image it names."""
+    return _Prepared(
+        select(tags.c.tag, *_IMAGE_COLUMNS)
+        .select_from(
+            tags.join(
+                images,
+                and_(
+                    images.c.repository_id == tags.c.repository_id,
+                    images.c.digest == tags.c.digest,
+                ),
+            )
+        )
+        .where(tags.c.repository_id == bindparam("repo_id"), _in(tags.c.tag, "t", count))
+    )
+
+
+@cache
+def _images_named(count: int) -> _Prepared:
+    return _Prepared(
+        select(*_IMAGE_COLUMNS).where(
+            images.c.repository_id == bindparam("repo_id"), _in(images.c.digest, "d", count)
+        )
+    )
+
+
+@cache
+def _tags_of_images(count: int) -> _Prepared:
+    return _Prepared(
+        select(tags.c.tag, tags.c.digest)
+        .where(tags.c.repository_id == bindparam("repo_id"), _in(tags.c.digest, "d", count))
+        .order_by(tags.c.set_at.desc(), tags.c.tag)
+    )
+
+
+# an IN list of at most this many values per statement (SQLite allows 32,766 variables)
+_IN_CHUNK = 500
+
+
+def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield values[start : start + _IN_CHUNK]
+
+
 def _ts(value: datetime) -> float:
     return value.timestamp()
 
@@ -175,40 +330,40 @@ def _dt(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
-def _repository(row: Row[Any]) -> Repository:
+def _repository(row: Sequence[Any]) -> Repository:
+    """A Repository from a row of ``_REPOSITORY_COLUMNS``."""
+    id_, registry_id, name, created_at, mutability, filters_json, scan, encryption, kms = row
     filters = tuple(
         ExclusionFilter(f["filter"], f.get("filterType", "WILDCARD"))
-        for f in json.loads(row.exclusion_filters or "[]")
+        for f in json.loads(filters_json or "[]")
     )
-    created = _dt(row.created_at)
-    assert created is not None
     return Repository(
-        id=row.id,
-        registry_id=row.registry_id,
-        name=row.name,
-        created_at=created,
-        tag_mutability=TagMutability(row.tag_mutability),
+        id=id_,
+        registry_id=registry_id,
+        name=name,
+        created_at=datetime.fromtimestamp(created_at, UTC),
+        tag_mutability=TagMutability(mutability),
         exclusion_filters=filters,
-        scan_on_push=bool(row.scan_on_push),
-        encryption_type=row.encryption_type,
-        kms_key=row.kms_key,
+        scan_on_push=bool(scan),
+        encryption_type=encryption,
+        kms_key=kms,
     )
 
 
-def _image(row: Row[Any]) -> ImageRecord:
-    pushed = _dt(row.pushed_at)
-    assert pushed is not None
+def _image(row: Sequence[Any]) -> ImageRecord:
+    """An ImageRecord from a row of ``_IMAGE_COLUMNS``."""
+    seq, repo_id, digest, manifest, media_type, artifact_type, size, pushed, subject, pull = row
     return ImageRecord(
-        repository_id=row.repository_id,
-        digest=row.digest,
-        manifest=bytes(row.manifest),
-        media_type=row.media_type,
-        artifact_media_type=row.artifact_media_type,
-        size=row.size,
-        pushed_at=pushed,
-        subject=row.subject,
-        last_pull=_dt(row.last_pull),
-        seq=row.id,
+        repository_id=repo_id,
+        digest=digest,
+        manifest=bytes(manifest),
+        media_type=media_type,
+        artifact_media_type=artifact_type,
+        size=size,
+        pushed_at=datetime.fromtimestamp(pushed, UTC),
+        subject=subject,
+        last_pull=_dt(pull),
+        seq=seq,
     )
 
 
@@ -224,17 +379,13 @@ class SqlTransaction:
 
     # repositories
     def get_repository(self, registry_id: str, name: str) -> Repository | None:
-        row = self.conn.execute(
-            select(repositories).where(
-                repositories.c.registry_id == registry_id, repositories.c.name == name
-            )
-        ).first()
+        row = _GET_REPOSITORY.first(self.conn, registry_id=registry_id, name=name)
         return _repository(row) if row else None
 
     def list_repositories(
         self, registry_id: str, after: str | None, limit: int
     ) -> list[Repository]:
-        query = select(repositories).where(repositories.c.registry_id == registry_id)
+        query = select(*_REPOSITORY_COLUMNS).where(repositories.c.registry_id == registry_id)
         if after is not None:
             query = query.where(repositories.c.name > after)
         rows = self.conn.execute(query.order_by(repositories.c.name).limit(limit))
@@ -281,24 +432,50 @@ class SqlTransaction:
 
     # images and tags
     def get_image(self, repo_id: int, digest: str) -> ImageRecord | None:
-        row = self.conn.execute(
-            select(images).where(images.c.repository_id == repo_id, images.c.digest == digest)
-        ).first()
+        row = _GET_IMAGE.first(self.conn, repo_id=repo_id, digest=digest)
         return _image(row) if row else None
 
     def get_tag(self, repo_id: int, tag: str) -> str | None:
-        value = self.conn.execute(
-            select(tags.c.digest).where(tags.c.repository_id == repo_id, tags.c.tag == tag)
-        ).scalar_one_or_none()
-        return None if value is None else str(value)
+        row = _GET_TAG.first(self.conn, repo_id=repo_id, tag=tag)
+        return None if row is None else str(row[0])
 
     def tags_of(self, repo_id: int, digest: str) -> list[str]:
-        rows = self.conn.execute(
-            select(tags.c.tag)
-            .where(tags.c.repository_id == repo_id, tags.c.digest == digest)
-            .order_by(tags.c.set_at.desc(), tags.c.tag)
+        return [row[0] for row in _TAGS_OF.rows(self.conn, repo_id=repo_id, digest=digest)]
+
+    def snapshot(
+        self,
+        repo_id: int,
+        tags: Collection[str],
+        digests: Collection[str],
+        *,
+        every_tag: bool = False,
+    ) -> ImageSnapshot:
+        targets: dict[str, str] = {}
+        found: dict[str, ImageRecord] = {}
+        for chunk in _chunks(list(dict.fromkeys(tags))):
+            params = _numbered("t", chunk)
+            for row in _images_tagged(len(chunk)).rows(self.conn, repo_id=repo_id, **params):
+                targets[row[0]] = row[3]
+                found.setdefault(row[3], _image(row[1:]))
+        asked = [d for d in dict.fromkeys(digests) if d not in found]
+        for chunk in _chunks(asked):
+            params = _numbered("d", chunk)
+            for row in _images_named(len(chunk)).rows(self.conn, repo_id=repo_id, **params):
+                found[row[2]] = _image(row)
+        tags_by_digest: dict[str, list[str]] = {}
+        listed = list(found) if every_tag else [d for d in dict.fromkeys(digests) if d in found]
+        for chunk in _chunks(listed):
+            params = _numbered("d", chunk)
+            for tag, digest in _tags_of_images(len(chunk)).rows(
+                self.conn, repo_id=repo_id, **params
+            ):
+                tags_by_digest.setdefault(digest, []).append(tag)
+        return ImageSnapshot(
+            repository_id=repo_id,
+            tags=targets,
+            images=found,
+            tags_by_digest={d: tuple(t) for d, t in tags_by_digest.items()},
         )
-        return [r.tag for r in rows]
 
     def insert_image(self, image: ImageRecord) -> None:
         self.conn.execute(
@@ -339,7 +516,7 @@ class SqlTransaction:
     def list_images(
         self, repo_id: int, tag_status: str, after: int | None, limit: int
     ) -> list[ImageView]:
-        query = select(images).where(images.c.repository_id == repo_id)
+        query = select(*_IMAGE_COLUMNS).where(images.c.repository_id == repo_id)
         if after is not None:
             query = query.where(images.c.id > after)
         tagged = exists().where(
@@ -394,15 +571,16 @@ class SqlTransaction:
     def lookup_image(
         self, registry_id: str, name: str, tag: str | None, digest: str | None
     ) -> tuple[int | None, ImageRecord | None]:
-        params = {"registry_id": registry_id, "name": name, "tag": tag, "digest": digest}
-        row = self.conn.execute(_LOOKUP_IMAGE, params).first()
+        row = _LOOKUP_IMAGE.first(
+            self.conn, registry_id=registry_id, name=name, tag=tag, digest=digest
+        )
         if row is None:
             return None, None
-        return row.repo_id, _image(row) if row.id is not None else None
+        return row[0], _image(row[1:]) if row[1] is not None else None
 
     def images_with_subject(self, repo_id: int, subject: str) -> list[ImageRecord]:
         rows = self.conn.execute(
-            select(images)
+            select(*_IMAGE_COLUMNS)
             .where(images.c.repository_id == repo_id, images.c.subject == subject)
             .order_by(images.c.id)
         )
@@ -418,12 +596,8 @@ class SqlTransaction:
             self.conn.execute(insert(blob_links).values(repository_id=repo_id, digest=blob.digest))
 
     def get_linked_blob(self, repo_id: int, digest: str) -> BlobInfo | None:
-        row = self.conn.execute(
-            select(blobs)
-            .join(blob_links, blob_links.c.digest == blobs.c.digest)
-            .where(blob_links.c.repository_id == repo_id, blob_links.c.digest == digest)
-        ).first()
-        return BlobInfo(row.digest, row.size, row.media_type) if row else None
+        row = _GET_LINKED_BLOB.first(self.conn, repo_id=repo_id, digest=digest)
+        return BlobInfo(*row) if row else None
 
     def unlink_blob(self, repo_id: int, digest: str) -> bool:
         result = self.conn.execute(
@@ -434,8 +608,8 @@ class SqlTransaction:
         return bool(result.rowcount)
 
     def get_blob(self, digest: str) -> BlobInfo | None:
-        row = self.conn.execute(select(blobs).where(blobs.c.digest == digest)).first()
-        return BlobInfo(row.digest, row.size, row.media_type) if row else None
+        row = _GET_BLOB.first(self.conn, digest=digest)
+        return BlobInfo(*row) if row else None
 
     # uploads
     def create_upload(self, upload: UploadSession) -> None:
@@ -495,11 +669,16 @@ class SqlMetadataStore:
     """A MetadataStore over one SQLAlchemy engine (two for SQLite: deferred reads and
     ``BEGIN IMMEDIATE`` writes)."""
 
+    # read connections kept open between transactions (checking one out of the pool and
+    # back costs more than a short read)
+    IDLE_READERS = 4
+
     def __init__(self, url: str) -> None:
         self.url = url
         self._is_sqlite = url.startswith("sqlite")
         self._reader = self._engine(immediate=False)
         self._writer = self._engine(immediate=True) if self._is_sqlite else self._reader
+        self._idle: list[Connection] = []  # list.pop/append are atomic: no lock needed
         metadata.create_all(self._writer)
 
     @classmethod
@@ -519,18 +698,33 @@ class SqlMetadataStore:
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=FULL")
                 cursor.execute("PRAGMA busy_timeout=30000")
+                if not immediate:  # readers map the file: no copy into each page cache
+                    cursor.execute("PRAGMA mmap_size=268435456")
                 cursor.close()
 
             @event.listens_for(engine, "begin")
             def _begin(conn: Connection) -> None:
-                conn.exec_driver_sql(begin)
+                # on the DBAPI connection: exec_driver_sql would cost more than the BEGIN
+                conn.connection.dbapi_connection.execute(begin)  # type: ignore[union-attr]
 
         return engine
 
     @contextmanager
     def read(self) -> Iterator[SqlTransaction]:
-        with self._reader.connect() as conn, conn.begin():
-            yield SqlTransaction(conn)
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self._reader.connect()
+        try:
+            with conn.begin():
+                yield SqlTransaction(conn)
+        except BaseException:
+            conn.close()  # a connection that failed goes back to the pool, which checks it
+            raise
+        if len(self._idle) < self.IDLE_READERS:
+            self._idle.append(conn)
+        else:
+            conn.close()
 
     @contextmanager
     def write(self) -> Iterator[SqlTransaction]:
@@ -541,6 +735,8 @@ class SqlMetadataStore:
             yield SqlTransaction(conn)
 
     def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
         self._reader.dispose()
         if self._writer is not self._reader:
             self._writer.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -73,6 +74,33 @@ class ImageView:
 
     image: ImageRecord
     tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSnapshot:
+    """Some images of one repository, read at once for a batch of ids.
+
+    ``tags`` maps each asked tag that exists to its digest; ``images`` holds the asked digests
+    and those tags' images that exist; ``tags_by_digest`` lists the tags of images (those
+    asked by digest, or all), most recently set first. Answers the same reads as a
+    transaction for what it holds (see ``openecr.ports.metadata.ImageReads``)."""
+
+    repository_id: int
+    tags: Mapping[str, str]
+    images: Mapping[str, ImageRecord]
+    tags_by_digest: Mapping[str, tuple[str, ...]]
+
+    def get_tag(self, repo_id: int, tag: str) -> str | None:
+        assert repo_id == self.repository_id
+        return self.tags.get(tag)
+
+    def get_image(self, repo_id: int, digest: str) -> ImageRecord | None:
+        assert repo_id == self.repository_id
+        return self.images.get(digest)
+
+    def tags_of(self, repo_id: int, digest: str) -> list[str]:
+        assert repo_id == self.repository_id
+        return list(self.tags_by_digest.get(digest, ()))
 
 
 @dataclass(frozen=True, slots=True)

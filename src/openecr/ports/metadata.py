@@ -6,7 +6,7 @@ other, so check-then-act rules (tag immutability, "already exists") are atomic.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
@@ -15,11 +15,26 @@ from openecr.domain.model import (
     BlobInfo,
     ExclusionFilter,
     ImageRecord,
+    ImageSnapshot,
     ImageView,
     Repository,
     TagMutability,
     UploadSession,
 )
+
+
+class ImageReads(Protocol):
+    """The reads that resolve image ids: a transaction, or an ``ImageSnapshot`` of the ids."""
+
+    def get_image(self, repo_id: int, digest: str) -> ImageRecord | None: ...
+
+    def get_tag(self, repo_id: int, tag: str) -> str | None:
+        """The digest ``tag`` points at, or None."""
+        ...
+
+    def tags_of(self, repo_id: int, digest: str) -> list[str]:
+        """Tags of an image, most recently set first."""
+        ...
 
 
 class Transaction(Protocol):
@@ -56,6 +71,19 @@ class Transaction(Protocol):
 
     def tags_of(self, repo_id: int, digest: str) -> list[str]:
         """Tags of an image, most recently set first."""
+        ...
+
+    def snapshot(
+        self,
+        repo_id: int,
+        tags: Collection[str],
+        digests: Collection[str],
+        *,
+        every_tag: bool = False,
+    ) -> ImageSnapshot:
+        """The images ``tags`` and ``digests`` name, in a few reads (a batch of ids costs
+        about what one id does). The snapshot lists the tags of each image named by digest,
+        and with ``every_tag`` of every image it holds."""
         ...
 
     def insert_image(self, image: ImageRecord) -> None: ...

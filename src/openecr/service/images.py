@@ -24,6 +24,7 @@ from openecr.domain.model import (
     ImageFailure,
     ImageId,
     ImageRecord,
+    ImageSnapshot,
     ImageView,
     Repository,
     ResolvedImage,
@@ -40,7 +41,7 @@ from openecr.errors import (
     RepositoryNotFound,
     TagInvalid,
 )
-from openecr.ports.metadata import MetadataStore, Transaction
+from openecr.ports.metadata import ImageReads, MetadataStore, Transaction
 from openecr.service.paging import decode_token, encode_token
 from openecr.service.repositories import Clock, require_repository, utcnow
 
@@ -91,7 +92,21 @@ class Lookup:
     tags: tuple[str | None, ...]
 
 
-def resolve_id(tx: Transaction, repo: Repository, image_id: ImageId) -> Lookup | ImageFailure:
+def _snapshot(
+    tx: Transaction, repo: Repository, image_ids: Sequence[ImageId], *, every_tag: bool = False
+) -> ImageSnapshot:
+    """One read of every image the well-formed ``image_ids`` may name (``resolve_id`` reads
+    only tags of ids with a tag, and digests of ids without one)."""
+    wanted = [i for i in image_ids if check_image_id(i) is None]
+    return tx.snapshot(
+        repo.id,
+        [i.tag for i in wanted if i.tag is not None],
+        [i.digest for i in wanted if i.tag is None and i.digest is not None],
+        every_tag=every_tag,
+    )
+
+
+def resolve_id(tx: ImageReads, repo: Repository, image_id: ImageId) -> Lookup | ImageFailure:
     """Resolve one well-formed id with ECR's rules (tag first; a given digest must match)."""
     if image_id.tag is not None:
         target = tx.get_tag(repo.id, image_id.tag)
@@ -366,33 +381,32 @@ class ImageService:
         seen: set[tuple[str, str | None]] = set()
         with self.meta.read() as tx:
             repo = require_repository(tx, registry_id, name)
-            records: dict[str, ImageRecord] = {}
-            for image_id in image_ids:
-                failure = check_image_id(image_id)
-                found = failure or resolve_id(tx, repo, image_id)
-                if isinstance(found, ImageFailure):
-                    if found not in failures:
-                        failures.append(found)
-                    continue
-                record = records.get(found.digest) or tx.get_image(repo.id, found.digest)
-                if record is None:  # a tag left dangling by a concurrent delete
-                    found = _failure(image_id, FailureCode.IMAGE_NOT_FOUND, REASON_NOT_FOUND)
-                    if found not in failures:
-                        failures.append(found)
-                    continue
-                records[found.digest] = record
-                # only a pull by tag alone may convert; with a digest the stored form is served
-                by_tag = image_id.tag is not None and image_id.digest is None
-                served = self._serve(record, accepted, repo.name, image_id.tag, by_tag=by_tag)
-                if served is None:
-                    found = _failure(image_id, FailureCode.IMAGE_NOT_FOUND, REASON_NOT_FOUND)
-                    if found not in failures:
-                        failures.append(found)
-                    continue
-                for tag in found.tags:
-                    if (record.digest, tag) not in seen:
-                        seen.add((record.digest, tag))
-                        images.append(ResolvedImage(record, tag, served[0], served[1]))
+            snapshot = _snapshot(tx, repo, image_ids)
+        for image_id in image_ids:
+            failure = check_image_id(image_id)
+            found = failure or resolve_id(snapshot, repo, image_id)
+            if isinstance(found, ImageFailure):
+                if found not in failures:
+                    failures.append(found)
+                continue
+            record = snapshot.get_image(repo.id, found.digest)
+            if record is None:  # a tag left dangling by a concurrent delete
+                found = _failure(image_id, FailureCode.IMAGE_NOT_FOUND, REASON_NOT_FOUND)
+                if found not in failures:
+                    failures.append(found)
+                continue
+            # only a pull by tag alone may convert; with a digest the stored form is served
+            by_tag = image_id.tag is not None and image_id.digest is None
+            served = self._serve(record, accepted, repo.name, image_id.tag, by_tag=by_tag)
+            if served is None:
+                found = _failure(image_id, FailureCode.IMAGE_NOT_FOUND, REASON_NOT_FOUND)
+                if found not in failures:
+                    failures.append(found)
+                continue
+            for tag in found.tags:
+                if (record.digest, tag) not in seen:
+                    seen.add((record.digest, tag))
+                    images.append(ResolvedImage(record, tag, served[0], served[1]))
         return GetResult(repo, images, failures)
 
     def _serve(
@@ -481,25 +495,26 @@ class ImageService:
             views: list[ImageView] = []
             with self.meta.read() as tx:
                 repo = require_repository(tx, registry_id, name)
-                for image_id in image_ids:
-                    failure = check_image_id(image_id)
-                    if failure and failure.code is not FailureCode.IMAGE_NOT_FOUND:
-                        raise InvalidParameter(failure.reason)
-                    found = resolve_id(tx, repo, image_id)
-                    record = (
-                        None
-                        if isinstance(found, ImageFailure)
-                        else tx.get_image(repo.id, found.digest)
+                snapshot = _snapshot(tx, repo, image_ids, every_tag=True)
+            for image_id in image_ids:
+                failure = check_image_id(image_id)
+                if failure and failure.code is not FailureCode.IMAGE_NOT_FOUND:
+                    raise InvalidParameter(failure.reason)
+                found = resolve_id(snapshot, repo, image_id)
+                record = (
+                    None
+                    if isinstance(found, ImageFailure)
+                    else snapshot.get_image(repo.id, found.digest)
+                )
+                if record is None:
+                    raise ImageNotFound(
+                        f"The image with imageId {{imageDigest:'{image_id.digest}', "
+                        f"imageTag:'{image_id.tag}'}} does not exist within the repository "
+                        f"with name '{name}' in the registry with id '{registry_id}'"
                     )
-                    if record is None:
-                        raise ImageNotFound(
-                            f"The image with imageId {{imageDigest:'{image_id.digest}', "
-                            f"imageTag:'{image_id.tag}'}} does not exist within the repository "
-                            f"with name '{name}' in the registry with id '{registry_id}'"
-                        )
-                    view = ImageView(record, tuple(tx.tags_of(repo.id, record.digest)))
-                    if all(v.image.digest != record.digest for v in views):
-                        views.append(view)
+                view = ImageView(record, tuple(snapshot.tags_of(repo.id, record.digest)))
+                if all(v.image.digest != record.digest for v in views):
+                    views.append(view)
             return repo, views, None
         views, next_token = self._page(registry_id, name, tag_status, token, max_results)
         return self._repo(registry_id, name), views, next_token
