@@ -244,6 +244,21 @@ def test_unknown_targets(unchanged: Server, target: str | None) -> None:
     assert_error(post(unchanged, body, target), "UnknownOperationException")
 
 
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+def test_other_methods_on_the_ecr_endpoint(unchanged: Server, method: str) -> None:
+    response = http().request(method, unchanged.endpoint + "/", content=b"{}")
+    message = assert_error(response, "UnknownOperationException", 405)
+    assert message == f"The method {method} is not supported on /"
+    assert response.headers["allow"] == "POST"
+
+
+def test_head_on_the_ecr_endpoint(unchanged: Server) -> None:
+    response = http().head(unchanged.endpoint + "/")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.content == b""
+
+
 def _unimplemented() -> list[str]:
     from openecr.api.ecr.operations import OPERATIONS
 

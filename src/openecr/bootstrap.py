@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from openecr.api.http import Authenticator, create_app
 from openecr.backends.filesystem import FilesystemBlobStore
@@ -98,7 +98,7 @@ def build_runtime(config: Config) -> Runtime:
     return Runtime(config, registry, blobs, metadata)
 
 
-def build_app(runtime: Runtime) -> Starlette:
+def build_app(runtime: Runtime) -> ASGIApp:
     authenticate: Authenticator | None = None
     if runtime.config.credentials:
         from openecr.api.sigv4 import SigV4Authenticator

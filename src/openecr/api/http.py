@@ -1,6 +1,9 @@
-"""The ASGI application: the ECR JSON API on ``POST /`` and signed layer downloads.
+"""The ASGI application: the ECR JSON API on ``POST /``, the OCI API under ``/v2`` and signed
+layer downloads.
 
-``create_app`` is a factory; nothing here holds global state.
+``create_app`` is a factory; nothing here holds global state. The two APIs are bare ASGI apps
+reached by a path test before any framework code runs (they are the hot paths); Starlette
+serves the rest.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openecr.api.ecr import protocol
 from openecr.api.oci import OciApp
@@ -29,67 +33,121 @@ log = logging.getLogger("openecr.http")
 Authenticator = Callable[[str, str, str, Mapping[str, str], bytes], str]
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+class _Disconnected(Exception):
+    """The client went away before its request body arrived."""
+
+
+async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The request body; raises RequestTooLarge past ``limit`` bytes, _Disconnected."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"The request body exceeds the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise RequestTooLarge(f"The request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
-def _ecr_error(error: OpenEcrError) -> Response:
-    rendered = protocol.error_response(error, str(uuid.uuid4()))
-    return _ecr_response(rendered)
+async def _send_ecr(send: Send, rendered: protocol.Response) -> None:
+    headers = [
+        (b"content-type", protocol.CONTENT_TYPE.encode()),
+        (b"content-length", str(len(rendered.body)).encode()),
+        (b"x-amzn-requestid", rendered.request_id.encode()),
+    ]
+    headers += [(k.lower().encode(), v.encode()) for k, v in rendered.headers.items()]
+    await send({"type": "http.response.start", "status": rendered.status, "headers": headers})
+    await send({"type": "http.response.body", "body": rendered.body})
 
 
-def _ecr_response(rendered: protocol.Response) -> Response:
-    headers = {"x-amzn-RequestId": rendered.request_id, **rendered.headers}
-    return Response(rendered.body, rendered.status, headers, media_type=protocol.CONTENT_TYPE)
+def _method_not_allowed(method: str) -> protocol.Response:
+    error = "UnknownOperationException"
+    body = protocol.dumps(
+        {"__type": error, "message": f"The method {method} is not supported on /"}
+    )
+    return protocol.Response(
+        405, body, str(uuid.uuid4()), {"Allow": "POST", "x-amzn-ErrorType": error}
+    )
 
 
-def create_app(
-    registry: Registry, blobs: BlobStore, authenticate: Authenticator | None = None
-) -> Starlette:
-    """The whole HTTP surface of one registry process."""
+class EcrEndpoint:
+    """``POST /``: the ECR JSON API (AWS JSON 1.1) as a bare ASGI app. Other methods on ``/``
+    answer 405 with an ECR error body."""
 
-    async def ecr_api(request: Request) -> Response:
+    def __init__(self, registry: Registry, authenticate: Authenticator | None) -> None:
+        self.registry = registry
+        self.authenticate = authenticate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await _send_ecr(send, _method_not_allowed(scope["method"]))
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        registry = self.registry
         try:
-            body = await _read_body(request, protocol.MAX_BODY)
-            if authenticate is None:
+            body = await _read_body(receive, headers.get("content-length"), protocol.MAX_BODY)
+            if self.authenticate is None:
                 account = registry.settings.default_account
             else:
-                headers = {k.lower(): v for k, v in request.headers.items()}
                 # off the event loop: checking a signature hashes the whole body (up to 32 MiB)
                 account = await anyio.to_thread.run_sync(
-                    authenticate,
-                    request.method,
-                    request.url.path,
-                    request.url.query,
+                    self.authenticate,
+                    scope["method"],
+                    scope["path"],
+                    scope["query_string"].decode("latin-1"),
                     headers,
                     body,
                 )
+        except _Disconnected:
+            return
         except OpenEcrError as error:
-            return _ecr_error(error)
+            await _send_ecr(send, protocol.error_response(error, str(uuid.uuid4())))
+            return
         caller = Caller(
             account=account,
-            host=request.headers.get("host", "localhost"),
-            scheme=request.url.scheme,
+            host=headers.get("host", "localhost"),
+            scheme=scope.get("scheme", "http"),
             authenticated=registry.settings.authenticate,
         )
-        target = request.headers.get("x-amz-target")
+        target = headers.get("x-amz-target")
         if protocol.runs_inline(target):
             rendered = protocol.handle(registry, caller, target, body)
         else:
             rendered = await anyio.to_thread.run_sync(
                 protocol.handle, registry, caller, target, body
             )
-        return _ecr_response(rendered)
+        await _send_ecr(send, rendered)
+
+
+class _Front:
+    """Sends ``/`` to the ECR API and ``/v2...`` to the OCI API, the rest to ``other``."""
+
+    def __init__(self, ecr: ASGIApp, oci: ASGIApp, other: ASGIApp) -> None:
+        self.ecr = ecr
+        self.oci = oci
+        self.other = other
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == "/":
+                return await self.ecr(scope, receive, send)
+            if path == "/v2" or path.startswith("/v2/"):
+                return await self.oci(scope, receive, send)
+        await self.other(scope, receive, send)
+
+
+def create_app(
+    registry: Registry, blobs: BlobStore, authenticate: Authenticator | None = None
+) -> ASGIApp:
+    """The whole HTTP surface of one registry process."""
 
     async def download_layer(request: Request) -> Response:
         params = request.path_params
@@ -120,7 +178,6 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     routes = [
-        Route("/", ecr_api, methods=["POST"]),
         Route(
             "/openecr/layers/{registry:str}/{name:path}/{digest:str}",
             download_layer,
@@ -128,7 +185,6 @@ def create_app(
         ),
         Route("/openecr/health", health, methods=["GET"]),
     ]
-    # the OCI Distribution API: every method, every path under /v2 (names contain "/")
-    oci = OciApp(registry, blobs)
-    routes += [Route("/v2", oci), Route("/v2/{path:path}", oci)]
-    return Starlette(routes=routes)
+    return _Front(
+        EcrEndpoint(registry, authenticate), OciApp(registry, blobs), Starlette(routes=routes)
+    )
