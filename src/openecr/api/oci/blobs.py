@@ -21,7 +21,10 @@ OCTET_STREAM = "application/octet-stream"
 
 
 class BlobFileResponse(FileResponse):
-    chunk_size = 1024 * 1024
+    """A whole blob from its file, read in 4 MiB pieces (a thread hop per piece: larger pieces
+    cost fewer hops; 4 concurrent 1 GiB downloads still hold only 16 MiB)."""
+
+    chunk_size = 4 * 1024 * 1024
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
