@@ -14,6 +14,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from openecr.api.ecr.operations import OPERATIONS, Call
 from openecr.api.ecr.validation import service_model, validate
 from openecr.errors import OpenEcrError, SerializationError, UnknownOperation
@@ -57,8 +59,16 @@ class Response:
 
 
 def dumps(doc: Any) -> bytes:
-    """Compact JSON with keys in alphabetical order, as ECR answers."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact UTF-8 JSON with keys in alphabetical order, as ECR answers.
+
+    orjson writes what ``json.dumps(sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)`` writes for every value openecr answers with (strings, integers, epoch
+    timestamps; they differ only in the exponent of floats below 1e-4), several times faster;
+    what orjson refuses (lone surrogates, integers past 64 bits) goes through ``json``."""
+    try:
+        return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def error_response(error: OpenEcrError, request_id: str) -> Response:
