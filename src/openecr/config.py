@@ -12,7 +12,13 @@ Environment variables (each overridden by the matching ``openecr serve`` option)
 ``OPENECR_LENIENT_MANIFESTS``   ``1`` to accept manifests whose blobs are absent
 ``OPENECR_CREDENTIALS``         a credentials file; turns on authentication
 ``OPENECR_CREATE_ON_PUSH``      ``1`` to create missing repositories on a registry (``/v2``) push
+``OPENECR_WORKERS``             server processes sharing the port (default ``1``)
+``OPENECR_LOG_LEVEL``           ``critical``, ``error``, ``warning``, ``info`` (default),
+                                ``debug`` or ``trace``
 ==============================  ==========================================================
+
+``Config.environ`` is the inverse of ``from_env``: ``openecr serve --workers N`` hands its
+validated configuration to its worker processes that way.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from openecr.domain.names import is_registry_id
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 class ConfigError(ValueError):
@@ -48,6 +56,8 @@ class Config:
     create_on_push: bool = False
     credentials_file: Path | None = None
     credentials: tuple[Credential, ...] = field(default=())
+    workers: int = 1
+    log_level: str = "info"
 
     @property
     def metadata_url(self) -> str:
@@ -64,7 +74,38 @@ class Config:
                     f"registry host template {self.registry_host!r} may only use "
                     "{account} and {region}"
                 ) from error
+        if self.workers < 1:
+            raise ConfigError(
+                f"the number of workers (--workers, OPENECR_WORKERS) must be 1 or more, "
+                f"not {self.workers}"
+            )
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(
+                f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}"
+            )
         return self
+
+    def environ(self) -> dict[str, str | None]:
+        """The ``OPENECR_*`` variables that make ``from_env`` build this configuration again
+        (None: the variable must be unset); paths are made absolute."""
+
+        def flag(value: bool) -> str:
+            return "1" if value else "0"
+
+        return {
+            "OPENECR_DATA_DIR": str(self.data_dir.absolute()),
+            "OPENECR_DATABASE_URL": self.database_url,
+            "OPENECR_ACCOUNT_ID": self.account_id,
+            "OPENECR_REGION": self.region,
+            "OPENECR_REGISTRY_HOST": self.registry_host,
+            "OPENECR_LENIENT_MANIFESTS": flag(self.lenient_manifests),
+            "OPENECR_CREATE_ON_PUSH": flag(self.create_on_push),
+            "OPENECR_CREDENTIALS": (
+                None if self.credentials_file is None else str(self.credentials_file.absolute())
+            ),
+            "OPENECR_WORKERS": str(self.workers),
+            "OPENECR_LOG_LEVEL": self.log_level,
+        }
 
 
 def _truthy(value: str | None) -> bool:
@@ -128,6 +169,15 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Confi
         values["create_on_push"] = _truthy(env["OPENECR_CREATE_ON_PUSH"])
     if env.get("OPENECR_CREDENTIALS"):
         values["credentials_file"] = Path(env["OPENECR_CREDENTIALS"])
+    if env.get("OPENECR_WORKERS"):
+        try:
+            values["workers"] = int(env["OPENECR_WORKERS"])
+        except ValueError as error:
+            raise ConfigError(
+                f"OPENECR_WORKERS must be a whole number, not {env['OPENECR_WORKERS']!r}"
+            ) from error
+    if env.get("OPENECR_LOG_LEVEL"):
+        values["log_level"] = env["OPENECR_LOG_LEVEL"].strip().lower()
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values.get("data_dir") is not None:
         values["data_dir"] = Path(str(values["data_dir"]))

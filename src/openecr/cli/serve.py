@@ -1,12 +1,29 @@
-"""``openecr serve``: run the registry over HTTP."""
+"""``openecr serve``: run the registry over HTTP.
+
+With ``--workers 1`` (the default) one process builds the app and serves it. With ``--workers
+N`` the process creates everything the workers share (the data directory, the metadata schema,
+the secret and signing keys) once, exports its validated configuration as ``OPENECR_*``
+variables (:meth:`openecr.config.Config.environ`) and becomes uvicorn's supervisor: N worker
+processes accept on the one socket, each building its own runtime with
+:func:`openecr.bootstrap.app_from_env`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
+import os
+import signal
 import sys
+from typing import TYPE_CHECKING
 
-from openecr.config import ConfigError, from_env
+from openecr.config import LOG_LEVELS, Config, ConfigError, from_env
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,10 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--credentials", help="TOML file of access keys; turns on SigV4 and token checks"
     )
     parser.add_argument(
-        "--log-level",
-        default="info",
-        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        "--workers",
+        type=int,
+        help="server processes sharing the port, e.g. one per core (1)",
     )
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help="(info)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
             lenient_manifests=args.lenient_manifests,
             create_on_push=args.create_on_push,
             credentials_file=args.credentials,
+            workers=args.workers,
+            log_level=args.log_level,
         )
     except ConfigError as error:
         print(f"openecr: {error}", file=sys.stderr)
@@ -61,20 +81,71 @@ def run(args: argparse.Namespace) -> int:
     # imported once the configuration is known to be good: a bad one is refused at once
     import uvicorn
 
-    from openecr.bootstrap import build_app, build_runtime
+    from openecr.bootstrap import build_app, build_runtime, freeze_heap
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    if config.workers > 1:
+        return _run_workers(config, args.host, args.port)
     runtime = build_runtime(config)
     app = build_app(runtime)
+    freeze_heap()
     try:
         uvicorn.run(
             app,
             host=args.host,
             port=args.port,
-            log_level=args.log_level,
+            log_level=config.log_level,
             access_log=False,
-            timeout_graceful_shutdown=5,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
     finally:
         runtime.close()
     return 0
+
+
+def _run_workers(config: Config, host: str, port: int) -> int:
+    import uvicorn
+
+    from openecr.bootstrap import build_runtime
+
+    # the data directory, the schema and the key files, made here once: N workers starting
+    # together then only find them
+    build_runtime(config).close()
+    for name, value in config.environ().items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    uvicorn.run(
+        f"{__name__}:worker_app",
+        factory=True,
+        workers=config.workers,
+        host=host,
+        port=port,
+        log_level=config.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    return 0
+
+
+def worker_app() -> ASGIApp:
+    """The app of one worker process (uvicorn calls this factory in each worker)."""
+    _die_with_supervisor()
+    from openecr.bootstrap import app_from_env
+
+    return app_from_env()
+
+
+def _die_with_supervisor() -> None:
+    """SIGTERM this worker when the supervisor that spawned it dies, even by SIGKILL (Linux):
+    uvicorn's workers would otherwise keep serving on the inherited socket, orphaned."""
+    supervisor = multiprocessing.parent_process()
+    if sys.platform != "linux" or supervisor is None:
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != supervisor.pid:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
