@@ -44,6 +44,7 @@ class Settings:
     repo_sizes: tuple[int, ...]
     batch_ids: tuple[int, ...]
     batch_connections: int
+    scale_sizes: tuple[int, ...]  # BatchGetImage latency: the smallest repository vs the largest
     manifest_images: int
     manifest_connections: int
     blob_size: int
@@ -64,6 +65,7 @@ class Settings:
             repo_sizes=(100, 10_000),
             batch_ids=(1, 100),
             batch_connections=8,
+            scale_sizes=(100, 100_000),
             manifest_images=100,
             manifest_connections=16,
             blob_size=25 * MiB,
@@ -84,6 +86,7 @@ class Settings:
             repo_sizes=(100,),
             batch_ids=(1, 100),
             batch_connections=8,
+            scale_sizes=(100, 1_000),
             manifest_images=20,
             manifest_connections=16,
             blob_size=MiB,

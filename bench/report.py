@@ -94,6 +94,8 @@ def ratio(key: Key, cells: dict[str, Cell], other: str) -> float | None:
 
 
 def fmt(value: float, metric: str) -> str:
+    if metric == "ratio":
+        return f"{value:,.2f}"
     if metric.endswith("ms") or metric.endswith(" s"):
         return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"

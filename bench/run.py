@@ -22,11 +22,12 @@ from typing import Any
 from bench import report
 from bench.common import CACHE, RESULTS, ROOT, Settings, pinned_cpus
 from bench.context import Context
-from bench.scenarios import batch, blobs, manifests, rss, skopeo
+from bench.scenarios import batch, blobs, manifests, rss, scale, skopeo
 from bench.servers import ALL, missing_tools
 
 SCENARIOS: dict[str, ModuleType] = {
     "batch": batch,
+    "scale": scale,
     "manifests": manifests,
     "blobs": blobs,
     "skopeo": skopeo,

@@ -149,11 +149,34 @@ class Server(abc.ABC):
         except FileNotFoundError:
             return ""
 
+    def processes(self) -> list[int]:
+        """The server's process and its descendants (a supervisor's worker processes)."""
+        children: dict[int, list[int]] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    ppid = int(stat.read().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+            children.setdefault(ppid, []).append(int(entry.name))
+        tree = [self.pid]
+        for pid in tree:  # grows while walked: breadth first
+            tree.extend(children.get(pid, []))
+        return tree
+
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server has used so far."""
-        with open(f"/proc/{self.pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time the server's processes have used so far."""
+        ticks = 0
+        for pid in self.processes():
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def wait_idle(self, timeout: float = 120.0) -> None:
         """Until the server stops working (under 10 % of a CPU over 200 ms): a load generator
@@ -170,13 +193,18 @@ class Server(abc.ABC):
         raise BenchError(f"{self.name} still busy {timeout:.0f} s after its load stopped")
 
     def memory(self) -> tuple[int, int]:
-        """(current RSS, peak RSS) in bytes, from /proc (VmRSS, VmHWM)."""
-        values = {}
-        with open(f"/proc/{self.pid}/status") as status:
-            for line in status:
-                key, _, rest = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    values[key] = int(rest.split()[0]) * 1024
+        """(current RSS, peak RSS) in bytes, from /proc (VmRSS, VmHWM), summed over the
+        server's processes (the sum of peaks bounds the peak of the sum)."""
+        values = {"VmRSS": 0, "VmHWM": 0}
+        for pid in self.processes():
+            try:
+                with open(f"/proc/{pid}/status") as status:
+                    for line in status:
+                        key, _, rest = line.partition(":")
+                        if key in values:
+                            values[key] += int(rest.split()[0]) * 1024
+            except OSError:
+                continue
         return values["VmRSS"], values["VmHWM"]
 
 
@@ -197,6 +225,7 @@ class Openecr(Server):
             str(self.workdir / "data"),
             "--log-level",
             "warning",
+            *os.environ.get("BENCH_OPENECR_ARGS", "").split(),
         ]
 
     def ready(self, client: httpx.Client) -> bool:

@@ -19,6 +19,7 @@ SERVERS = ("openecr", "distribution")
 # (scenario, servers measured in it, rows it fills)
 SCENARIOS = [
     ("BatchGetImage", {"openecr"}, 6),
+    ("BatchGetImage scale", {"openecr"}, 7),
     ("/v2 manifest", {"openecr", "distribution"}, 2),
     ("/v2 blob GET", {"openecr", "distribution"}, 2),
     ("skopeo", {"openecr", "distribution"}, 2),
@@ -63,6 +64,18 @@ def test_every_scenario_measured_every_server(
         others = servers - {"openecr"}
         assert set(row["ratios"]) == others
         assert all(ratio > 0 for ratio in row["ratios"].values())
+
+
+def test_scale_ratio_row_is_the_quotient_of_the_two_p50_rows(quick_run: Path) -> None:
+    results = json.loads((quick_run / "results.json").read_text())
+    rows = {
+        (row["case"], row["metric"]): row["servers"]["openecr"]["median"]
+        for row in results["rows"]
+        if row["scenario"] == "BatchGetImage scale"
+    }
+    small = rows[("1 id, repo of 100", "p50 ms")]
+    big = rows[("1 id, repo of 1,000", "p50 ms")]
+    assert rows[("p50 latency, repo of 1,000 / repo of 100", "ratio")] == pytest.approx(big / small)
 
 
 def test_results_file_records_machine_versions_and_raw_runs(quick_run: Path) -> None:

@@ -21,10 +21,12 @@ OCTET_STREAM = "application/octet-stream"
 
 
 class BlobFileResponse(FileResponse):
-    """A whole blob from its file, read in 4 MiB pieces (a thread hop per piece: larger pieces
-    cost fewer hops; 4 concurrent 1 GiB downloads still hold only 16 MiB)."""
+    """A whole blob from its file, read in 2 MiB pieces: a thread hop per piece, so larger
+    pieces cost fewer hops (1 MiB -> 2 MiB: about +10 % MB/s), but each download holds a few
+    pieces in flight (4 concurrent 1 GiB downloads: peak RSS 103 MB with 1 MiB, 126 MB with
+    2 MiB, 163 MB with 4 MiB)."""
 
-    chunk_size = 4 * 1024 * 1024
+    chunk_size = 2 * 1024 * 1024
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
