@@ -4,10 +4,24 @@ Layout under ``root``::
 
     blobs/<algorithm>/<first two hex>/<hex>   committed, immutable, complete
     uploads/<upload id>                       bytes of an open upload session
+    uploads/.<upload id>.gen                  the session's generation token (see below)
 
-A commit hashes the session file (incrementally while it streamed in, when the parts arrived
-in order in this process), fsyncs it, renames it into place and fsyncs the directory, so a crash
-leaves either the whole blob or none of it.
+A commit hashes the session file, fsyncs it, renames it into place and fsyncs the directory, so
+a crash leaves either the whole blob or none of it.
+
+Several threads and processes (``serve --workers N``) share one data dir, so every change to a
+session file (each append batch, a truncate, the commit, a cancel) holds its exclusive ``flock``.
+To spare a large upload a second read at commit, each process keeps a running sha256 of the
+sessions it streamed, recorded with the size and generation token it covers. Invariant: *a
+running hash is used only when, under the flock, the file's size and generation token both
+equal the ones it was recorded with*; every append and truncate writes a fresh random token
+before it changes a byte, so any change made by another thread or process since (even one that
+restores the size, or that crashed half-way) makes the hash stale and the commit rehashes the
+file from disk. A process that did not see an upload's earlier parts rehashes likewise. The token
+is not fsynced: a machine crash loses every running hash anyway, and a process crash leaves its
+writes in the page cache. Tokens are random, never counters, so a session recreated under an old
+id cannot match a hash of its predecessor. The token file's name starts with a dot, which no
+upload id may (``_upload_path``), so it is never taken for a session; commit and cancel remove it.
 """
 
 from __future__ import annotations
@@ -25,6 +39,8 @@ from openecr.domain.digest import Digest
 from openecr.errors import BlobNotFound, InvalidLayer, InvalidLayerPart, UploadNotFound
 
 CHUNK = 1024 * 1024
+# running hashes kept per process; past this the oldest is dropped (its commit just rehashes)
+MAX_RUNNING_HASHES = 4096
 
 
 def _fsync_dir(path: Path) -> None:
@@ -55,8 +71,8 @@ class FilesystemBlobStore:
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._uploads.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        # upload id -> running sha256 and the size it covers (in-process fast path only)
-        self._hashers: dict[str, tuple[hashlib._Hash, int]] = {}
+        # upload id -> running sha256, the size and the generation token it covers
+        self._hashers: dict[str, tuple[hashlib._Hash, int, bytes]] = {}
 
     def _path(self, digest: Digest) -> Path:
         return self._blobs / digest.algorithm / digest.hex[:2] / digest.hex
@@ -103,10 +119,7 @@ class FilesystemBlobStore:
             handle.close()
 
     def begin_upload(self, upload_id: str) -> None:
-        path = self._upload_path(upload_id)
-        path.touch(exist_ok=False)
-        with self._lock:
-            self._hashers[upload_id] = (hashlib.sha256(), 0)
+        self._upload_path(upload_id).touch(exist_ok=False)
 
     def upload_size(self, upload_id: str) -> int:
         try:
@@ -135,6 +148,57 @@ class FilesystemBlobStore:
             raise
         return handle
 
+    # --- generation tokens and running hashes; callers hold the upload's flock -----------------
+
+    def _gen_path(self, upload_id: str) -> Path:
+        return self._uploads / f".{upload_id}.gen"
+
+    def _generation(self, upload_id: str) -> bytes | None:
+        try:
+            return self._gen_path(upload_id).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def _new_generation(self, upload_id: str) -> bytes:
+        """Mark the session file as about to change: any running hash recorded before is stale."""
+        token = os.urandom(16).hex().encode()
+        fd = os.open(self._gen_path(upload_id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, token)
+        finally:
+            os.close(fd)
+        return token
+
+    def _running_hash(self, upload_id: str, size: int) -> hashlib._Hash | None:
+        """Take the running sha256 of a session file of ``size`` bytes if it is provably current
+        (a fresh one for an empty file), else None."""
+        with self._lock:
+            state = self._hashers.pop(upload_id, None)
+        if size == 0:
+            return hashlib.sha256()
+        if state is None:
+            return None
+        hasher, covered, token = state
+        return hasher if covered == size and token == self._generation(upload_id) else None
+
+    def _remember(self, upload_id: str, hasher: hashlib._Hash, size: int, token: bytes) -> None:
+        with self._lock:
+            self._hashers.pop(upload_id, None)
+            self._hashers[upload_id] = (hasher, size, token)
+            while len(self._hashers) > MAX_RUNNING_HASHES:
+                del self._hashers[next(iter(self._hashers))]
+
+    def _forget(self, upload_id: str) -> None:
+        with self._lock:
+            self._hashers.pop(upload_id, None)
+
+    def _end_session(self, upload_id: str) -> None:
+        """After the session file moved away or was removed: drop its token and running hash."""
+        self._gen_path(upload_id).unlink(missing_ok=True)
+        self._forget(upload_id)
+
+    # --- upload sessions --------------------------------------------------------------------
+
     def append(self, upload_id: str, offset: int, chunks: Iterator[bytes]) -> int:
         with self._open_locked(upload_id) as handle:
             current = handle.seek(0, os.SEEK_END)
@@ -142,9 +206,8 @@ class FilesystemBlobStore:
                 raise InvalidLayerPart(
                     f"The part starts at byte {offset} but the upload has {current} bytes"
                 )
-            with self._lock:
-                state = self._hashers.pop(upload_id, None)
-            hasher = state[0] if state and state[1] == current else None
+            hasher = self._running_hash(upload_id, current)
+            token = self._new_generation(upload_id)
             written = current
             for chunk in chunks:
                 handle.write(chunk)
@@ -152,37 +215,35 @@ class FilesystemBlobStore:
                     hasher.update(chunk)
                 written += len(chunk)
             handle.flush()
-        if hasher is not None:
-            with self._lock:
-                self._hashers[upload_id] = (hasher, written)
+            if hasher is not None:  # only a batch written whole keeps its hash
+                self._remember(upload_id, hasher, written, token)
         return written
 
     def truncate(self, upload_id: str, size: int) -> None:
-        path = self._upload_path(upload_id)
-        with self._lock:
-            self._hashers.pop(upload_id, None)  # the running hash covers the dropped bytes
-        try:
-            with path.open("r+b") as handle:
-                handle.truncate(size)
-        except FileNotFoundError:
-            raise UploadNotFound(f"Upload with id '{upload_id}' is not found") from None
+        with self._open_locked(upload_id) as handle:
+            if handle.seek(0, os.SEEK_END) == size:
+                return  # nothing to drop: a running hash stays current
+            self._forget(upload_id)
+            self._new_generation(upload_id)
+            handle.truncate(size)
 
-    def _digest_of(self, upload_id: str, path: Path, algorithm: str) -> tuple[str, int]:
-        with self._lock:
-            state = self._hashers.get(upload_id)
-        size = path.stat().st_size
-        if algorithm == "sha256" and state is not None and state[1] == size:
-            return state[0].hexdigest(), size
+    def _digest_of(self, upload_id: str, handle: BinaryIO, size: int, algorithm: str) -> str:
+        if algorithm == "sha256":
+            with self._lock:
+                state = self._hashers.get(upload_id)
+            if state is not None and state[1] == size and state[2] == self._generation(upload_id):
+                return state[0].hexdigest()
         hasher = hashlib.new(algorithm)
-        with path.open("rb") as handle:
-            while chunk := handle.read(CHUNK):
-                hasher.update(chunk)
-        return hasher.hexdigest(), size
+        handle.seek(0)
+        while chunk := handle.read(CHUNK):
+            hasher.update(chunk)
+        return hasher.hexdigest()
 
     def commit(self, upload_id: str, expected: Digest) -> int:
         path = self._upload_path(upload_id)
         with self._open_locked(upload_id) as handle:
-            actual, size = self._digest_of(upload_id, path, expected.algorithm)
+            size = os.fstat(handle.fileno()).st_size
+            actual = self._digest_of(upload_id, handle, size, expected.algorithm)
             if actual != expected.hex:
                 raise InvalidLayer(
                     f"The layer digest {expected} does not match the uploaded content "
@@ -196,15 +257,18 @@ class FilesystemBlobStore:
                 _make_dirs(final.parent)
                 os.replace(path, final)
                 _fsync_dir(final.parent)
-        with self._lock:
-            self._hashers.pop(upload_id, None)
+            self._end_session(upload_id)
         return size
 
     def cancel(self, upload_id: str) -> None:
-        with self._lock:
-            self._hashers.pop(upload_id, None)
-        with contextlib.suppress(FileNotFoundError, UploadNotFound):
-            self._upload_path(upload_id).unlink()
+        self._forget(upload_id)
+        try:
+            handle = self._open_locked(upload_id)
+        except UploadNotFound:
+            return
+        with handle:
+            self._upload_path(upload_id).unlink(missing_ok=True)
+            self._end_session(upload_id)
 
     def put(self, data: bytes) -> Digest:
         digest = Digest.of(data)
