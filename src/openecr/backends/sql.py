@@ -171,7 +171,7 @@ class _Prepared:
             found = self._compiled[dialect.name] = (str(compiled), positions)
         return found
 
-    def rows(self, conn: Connection, **params: Any) -> list[Any]:
+    def rows(self, conn: Connection, **params: Any) -> Sequence[Any]:
         sql, positions = self._compile(conn.dialect)
         cursor = conn.connection.cursor()
         try:
@@ -179,7 +179,7 @@ class _Prepared:
                 cursor.execute(sql, params)
             else:
                 cursor.execute(sql, tuple(params[name] for name in positions))
-            return list(cursor.fetchall())
+            return cursor.fetchall()
         finally:
             cursor.close()
 

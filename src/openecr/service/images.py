@@ -92,12 +92,21 @@ class Lookup:
     tags: tuple[str | None, ...]
 
 
+def _checked(image_ids: Sequence[ImageId]) -> list[tuple[ImageId, ImageFailure | None]]:
+    """Each id with the failure ``check_image_id`` finds in it (None: well formed)."""
+    return [(image_id, check_image_id(image_id)) for image_id in image_ids]
+
+
 def _snapshot(
-    tx: Transaction, repo: Repository, image_ids: Sequence[ImageId], *, every_tag: bool = False
+    tx: Transaction,
+    repo: Repository,
+    checked: Sequence[tuple[ImageId, ImageFailure | None]],
+    *,
+    every_tag: bool = False,
 ) -> ImageSnapshot:
-    """One read of every image the well-formed ``image_ids`` may name (``resolve_id`` reads
-    only tags of ids with a tag, and digests of ids without one)."""
-    wanted = [i for i in image_ids if check_image_id(i) is None]
+    """One read of every image the well-formed ids may name (``resolve_id`` reads only tags of
+    ids with a tag, and digests of ids without one)."""
+    wanted = [image_id for image_id, failure in checked if failure is None]
     return tx.snapshot(
         repo.id,
         [i.tag for i in wanted if i.tag is not None],
@@ -381,9 +390,9 @@ class ImageService:
         seen: set[tuple[str, str | None]] = set()
         with self.meta.read() as tx:
             repo = require_repository(tx, registry_id, name)
-            snapshot = _snapshot(tx, repo, image_ids)
-        for image_id in image_ids:
-            failure = check_image_id(image_id)
+            checked = _checked(image_ids)
+            snapshot = _snapshot(tx, repo, checked)
+        for image_id, failure in checked:
             found = failure or resolve_id(snapshot, repo, image_id)
             if isinstance(found, ImageFailure):
                 if found not in failures:
@@ -495,9 +504,9 @@ class ImageService:
             views: list[ImageView] = []
             with self.meta.read() as tx:
                 repo = require_repository(tx, registry_id, name)
-                snapshot = _snapshot(tx, repo, image_ids, every_tag=True)
-            for image_id in image_ids:
-                failure = check_image_id(image_id)
+                checked = _checked(image_ids)
+                snapshot = _snapshot(tx, repo, checked, every_tag=True)
+            for image_id, failure in checked:
                 if failure and failure.code is not FailureCode.IMAGE_NOT_FOUND:
                     raise InvalidParameter(failure.reason)
                 found = resolve_id(snapshot, repo, image_id)
