@@ -1,4 +1,8 @@
-"""The composition root: the only place that picks concrete backends and wires them in."""
+"""The composition root: the only place that picks concrete backends and wires them in.
+
+Backends are picked by the scheme of a configured URL (``--database-url``, ``--blob-store``)
+from two small tables of factories, :data:`METADATA_BACKENDS` and :data:`BLOB_BACKENDS`: a new
+backend is one entry there (and one fixture in ``tests/contract``)."""
 
 from __future__ import annotations
 
@@ -9,20 +13,28 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+from urllib.parse import unquote, urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openecr.api.http import Authenticator, create_app
-from openecr.backends.filesystem import FilesystemBlobStore
+from openecr.backends.filesystem import FilesystemBlobDriver
+from openecr.backends.memory_blobs import MemoryBlobDriver
 from openecr.backends.sql import SqlMetadataStore
-from openecr.config import Config, from_env
+from openecr.config import Config, ConfigError, from_env
 from openecr.domain.conversion import Schema1Signer
+from openecr.ports.blobs import BlobDriver
+from openecr.ports.metadata import MetadataStore
+from openecr.service.blobs import BlobService
+from openecr.service.blobstore import BlobStore
 from openecr.service.conversion import ManifestConverter
 from openecr.service.images import ImageService
-from openecr.service.layers import LayerService
 from openecr.service.registry import Registry, Settings
 from openecr.service.repositories import RepositoryService
 from openecr.service.tokens import TokenService
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +43,8 @@ class Runtime:
 
     config: Config
     registry: Registry
-    blobs: FilesystemBlobStore
-    metadata: SqlMetadataStore
+    blobs: BlobStore
+    metadata: MetadataStore
 
     def close(self) -> None:
         self.metadata.close()
@@ -75,10 +87,47 @@ def load_schema1_key(data_dir: Path) -> Schema1Signer:
     return Schema1Signer.from_pem(pem)
 
 
+def _file_driver(url: str) -> BlobDriver:
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost") or not parts.path:
+        raise ConfigError(f"a file blob store is file:///absolute/path, not {url!r}")
+    return FilesystemBlobDriver(Path(unquote(parts.path)))
+
+
+# URL scheme (before any "+driver") -> factory
+METADATA_BACKENDS: dict[str, Callable[[str], MetadataStore]] = {
+    "sqlite": SqlMetadataStore,
+    "postgresql": SqlMetadataStore,
+}
+BLOB_BACKENDS: dict[str, Callable[[str], BlobDriver]] = {
+    "file": _file_driver,
+    "memory": lambda _url: MemoryBlobDriver(),
+}
+
+
+def _pick(kind: str, url: str, table: dict[str, Callable[[str], T]]) -> T:
+    scheme = url.partition(":")[0].partition("+")[0].lower()
+    factory = table.get(scheme)
+    if factory is None:
+        known = ", ".join(f"{name}:" for name in sorted(table))
+        raise ConfigError(f"no {kind} backend serves {url!r}: use one of {known}")
+    return factory(url)
+
+
+def open_metadata(url: str) -> MetadataStore:
+    """The metadata store a URL names; raises ConfigError for an unknown scheme."""
+    return _pick("metadata", url, METADATA_BACKENDS)
+
+
+def open_blobs(url: str) -> BlobDriver:
+    """The blob driver a URL names; raises ConfigError for an unknown scheme."""
+    return _pick("blob store", url, BLOB_BACKENDS)
+
+
 def build_runtime(config: Config) -> Runtime:
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    metadata = SqlMetadataStore(config.metadata_url)
-    blobs = FilesystemBlobStore(config.data_dir)
+    blobs = BlobStore(open_blobs(config.blob_store_url))
+    metadata = open_metadata(config.metadata_url)
     settings = Settings(
         default_account=config.account_id,
         region=config.region,
@@ -88,13 +137,13 @@ def build_runtime(config: Config) -> Runtime:
     )
     registry = Registry(
         settings=settings,
-        repositories=RepositoryService(metadata, blobs),
+        repositories=RepositoryService(metadata),
         images=ImageService(
             metadata,
             lenient_manifests=config.lenient_manifests,
             converter=ManifestConverter(metadata, blobs, load_schema1_key(config.data_dir)),
         ),
-        layers=LayerService(metadata, blobs),
+        blobs=BlobService(metadata, blobs),
         tokens=TokenService(load_secret(config.data_dir)),
     )
     return Runtime(config, registry, blobs, metadata)
@@ -112,7 +161,7 @@ def build_app(runtime: Runtime) -> ASGIApp:
             },
             region=runtime.config.region,
         )
-    return create_app(runtime.registry, runtime.blobs, authenticate)
+    return create_app(runtime.registry, authenticate)
 
 
 class _ClosesRuntime:

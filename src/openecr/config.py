@@ -4,6 +4,8 @@ Environment variables (each overridden by the matching ``openecr serve`` option)
 
 ==============================  ==========================================================
 ``OPENECR_DATA_DIR``            where metadata and blobs live (default ``./.openecr``)
+``OPENECR_BLOB_STORE``          where blobs live: ``file:///path`` (default: the data dir) or
+                               ``memory://`` (gone with the process)
 ``OPENECR_DATABASE_URL``        SQLAlchemy URL of the metadata store (default: SQLite in the
                                 data directory)
 ``OPENECR_ACCOUNT_ID``          the default account (default ``123456789012``)
@@ -49,6 +51,7 @@ class Credential:
 class Config:
     data_dir: Path = Path(".openecr")
     database_url: str | None = None
+    blob_store: str | None = None
     account_id: str = "123456789012"
     region: str = "us-east-1"
     registry_host: str | None = None
@@ -62,6 +65,10 @@ class Config:
     @property
     def metadata_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'metadata.db'}"
+
+    @property
+    def blob_store_url(self) -> str:
+        return self.blob_store or self.data_dir.absolute().as_uri()
 
     def validate(self) -> Config:
         if not is_registry_id(self.account_id):
@@ -95,6 +102,7 @@ class Config:
         return {
             "OPENECR_DATA_DIR": str(self.data_dir.absolute()),
             "OPENECR_DATABASE_URL": self.database_url,
+            "OPENECR_BLOB_STORE": self.blob_store,
             "OPENECR_ACCOUNT_ID": self.account_id,
             "OPENECR_REGION": self.region,
             "OPENECR_REGISTRY_HOST": self.registry_host,
@@ -157,6 +165,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Confi
         values["data_dir"] = Path(env["OPENECR_DATA_DIR"])
     if env.get("OPENECR_DATABASE_URL"):
         values["database_url"] = env["OPENECR_DATABASE_URL"]
+    if env.get("OPENECR_BLOB_STORE"):
+        values["blob_store"] = env["OPENECR_BLOB_STORE"]
     if env.get("OPENECR_ACCOUNT_ID"):
         values["account_id"] = env["OPENECR_ACCOUNT_ID"]
     if env.get("OPENECR_REGION"):

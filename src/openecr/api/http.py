@@ -15,15 +15,15 @@ from collections.abc import Callable, Mapping
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from openecr.api import layer_urls
 from openecr.api.ecr import protocol
 from openecr.api.oci import OciApp
 from openecr.domain.digest import Digest
-from openecr.errors import OpenEcrError, RequestTooLarge
-from openecr.ports.blobs import BlobStore
+from openecr.errors import AccessDenied, OpenEcrError, RequestTooLarge, UnknownOperation
 from openecr.service.registry import Caller, Registry
 
 log = logging.getLogger("openecr.http")
@@ -68,13 +68,18 @@ async def _send_ecr(send: Send, rendered: protocol.Response) -> None:
 
 
 def _method_not_allowed(method: str) -> protocol.Response:
-    error = "UnknownOperationException"
-    body = protocol.dumps(
-        {"__type": error, "message": f"The method {method} is not supported on /"}
-    )
+    error = UnknownOperation(f"The method {method} is not supported on /")
+    rendered = protocol.error_response(error, str(uuid.uuid4()))
     return protocol.Response(
-        405, body, str(uuid.uuid4()), {"Allow": "POST", "x-amzn-ErrorType": error}
+        405, rendered.body, rendered.request_id, {**rendered.headers, "Allow": "POST"}
     )
+
+
+def _download_error(error: OpenEcrError, status: int) -> Response:
+    """An ECR error body (rendered as the ECR API renders it) for a layer download URL."""
+    rendered = protocol.error_response(error, str(uuid.uuid4()))
+    headers = {**rendered.headers, "x-amzn-RequestId": rendered.request_id}
+    return Response(rendered.body, status, headers, media_type="application/json")
 
 
 class EcrEndpoint:
@@ -144,9 +149,7 @@ class _Front:
         await self.other(scope, receive, send)
 
 
-def create_app(
-    registry: Registry, blobs: BlobStore, authenticate: Authenticator | None = None
-) -> ASGIApp:
+def create_app(registry: Registry, authenticate: Authenticator | None = None) -> ASGIApp:
     """The whole HTTP surface of one registry process."""
 
     async def download_layer(request: Request) -> Response:
@@ -156,35 +159,22 @@ def create_app(
         ok = registry.tokens.check_path(path, query.get("expires", ""), query.get("signature", ""))
         digest = Digest.try_parse(params["digest"])
         if not ok or digest is None:
-            return JSONResponse(
-                {
-                    "__type": "AccessDeniedException",
-                    "message": "The download URL is invalid or expired",
-                },
-                status_code=403,
-            )
+            return _download_error(AccessDenied("The download URL is invalid or expired"), 403)
         try:
-            await anyio.to_thread.run_sync(
-                registry.layers.find, params["registry"], params["name"], str(digest)
+            blob = await anyio.to_thread.run_sync(
+                registry.blobs.find, params["registry"], params["name"], digest
             )
+            content = registry.blobs.read(blob)
         except OpenEcrError as error:
-            return JSONResponse({"__type": error.ecr_type, "message": error.message}, 404)
-        local = blobs.local_path(digest)
-        if local is not None:
-            return FileResponse(local, media_type="application/octet-stream")
-        return StreamingResponse(blobs.open(digest), media_type="application/octet-stream")
+            return _download_error(error, 404)
+        headers = {"Content-Length": str(blob.size)}
+        return StreamingResponse(content.chunks, 200, headers, "application/octet-stream")
 
     async def health(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     routes = [
-        Route(
-            "/openecr/layers/{registry:str}/{name:path}/{digest:str}",
-            download_layer,
-            methods=["GET"],
-        ),
+        Route(layer_urls.ROUTE, download_layer, methods=["GET"]),
         Route("/openecr/health", health, methods=["GET"]),
     ]
-    return _Front(
-        EcrEndpoint(registry, authenticate), OciApp(registry, blobs), Starlette(routes=routes)
-    )
+    return _Front(EcrEndpoint(registry, authenticate), OciApp(registry), Starlette(routes=routes))

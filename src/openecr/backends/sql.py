@@ -53,6 +53,7 @@ from openecr.domain.model import (
     Repository,
     TagMutability,
     UploadSession,
+    UploadState,
 )
 
 metadata = MetaData()
@@ -129,13 +130,15 @@ blob_links = Table(
 )
 
 uploads = Table(
-    "uploads",
+    "upload_sessions",
     metadata,
     Column("id", String(64), primary_key=True),
     Column("repository_id", Integer, nullable=False),
     Column("created_at", Double, nullable=False),
-    Column("size", BigInteger, nullable=False, default=0),
-    Column("parts", Integer, nullable=False, default=0),
+    Column("store_key", String(256), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("token", String(64), nullable=False),
+    Column("extra", Text, nullable=False),
 )
 
 resource_tags = Table(
@@ -618,8 +621,10 @@ class SqlTransaction:
                 id=upload.id,
                 repository_id=upload.repository_id,
                 created_at=_ts(upload.created_at),
-                size=upload.size,
-                parts=upload.parts,
+                store_key=upload.state.key,
+                size=upload.state.size,
+                token=upload.state.token,
+                extra=upload.state.extra,
             )
         )
 
@@ -629,12 +634,16 @@ class SqlTransaction:
             return None
         created = _dt(row.created_at)
         assert created is not None
-        return UploadSession(row.id, row.repository_id, created, row.size, row.parts)
+        state = UploadState(row.store_key, row.size, row.token, row.extra)
+        return UploadSession(row.id, row.repository_id, created, state)
 
-    def update_upload(self, upload_id: str, size: int, parts: int) -> None:
-        self.conn.execute(
-            update(uploads).where(uploads.c.id == upload_id).values(size=size, parts=parts)
+    def update_upload(self, upload_id: str, expected_token: str, state: UploadState) -> bool:
+        result = self.conn.execute(
+            update(uploads)
+            .where(uploads.c.id == upload_id, uploads.c.token == expected_token)
+            .values(store_key=state.key, size=state.size, token=state.token, extra=state.extra)
         )
+        return bool(result.rowcount)
 
     def delete_upload(self, upload_id: str) -> None:
         self.conn.execute(delete(uploads).where(uploads.c.id == upload_id))

@@ -31,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=5000, help="port to listen on")
     parser.add_argument("--data-dir", help="where metadata and blobs live (./.openecr)")
     parser.add_argument("--database-url", help="SQLAlchemy URL of the metadata store")
+    parser.add_argument(
+        "--blob-store",
+        help="where blobs live: file:///path (default: the data dir) or memory:// (for tests)",
+    )
     parser.add_argument("--account-id", help="the default account (123456789012)")
     parser.add_argument("--region", help="the region in ARNs (us-east-1)")
     parser.add_argument(
@@ -66,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         config = from_env(
             data_dir=args.data_dir,
             database_url=args.database_url,
+            blob_store=args.blob_store,
             account_id=args.account_id,
             region=args.region,
             registry_host=args.registry_host,
@@ -84,9 +89,13 @@ def run(args: argparse.Namespace) -> int:
     from openecr.bootstrap import build_app, build_runtime, freeze_heap
 
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
-    if config.workers > 1:
-        return _run_workers(config, args.host, args.port)
-    runtime = build_runtime(config)
+    try:
+        if config.workers > 1:
+            return _run_workers(config, args.host, args.port)
+        runtime = build_runtime(config)
+    except ConfigError as error:
+        print(f"openecr: {error}", file=sys.stderr)
+        return 2
     app = build_app(runtime)
     freeze_heap()
     try:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 
 # ECR's "well-formed" digest, quoted verbatim in its failure reasons; matched in full.
 ECR_DIGEST_PATTERN = "[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+"
 _ECR_DIGEST_RE = re.compile(r"[a-zA-Z0-9\-_+.]+:[a-fA-F0-9]+")
 
 # What openecr can store and verify: the OCI registered algorithms with their exact lengths.
-HASH_LENGTHS = {"sha256": 64, "sha512": 128}
 _STORABLE_RE = re.compile(r"(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})")
 
 
@@ -20,36 +18,40 @@ def is_well_formed(value: str) -> bool:
     return _ECR_DIGEST_RE.fullmatch(value) is not None
 
 
-@dataclass(frozen=True, slots=True)
-class Digest:
-    """A verifiable digest: a registered algorithm and a lower-case hex value of its length."""
+class Digest(str):
+    """A verifiable digest: a registered algorithm and a lower-case hex value of its length.
 
-    algorithm: str
-    hex: str
+    A ``str`` (its text, ``sha256:<hex>``), so the same value passes through every port and
+    is stored, compared and rendered as text without conversions. Build one with
+    :meth:`parse` (checked) or :meth:`of` (computed); ``Digest(text)`` trusts ``text`` and is
+    for values read back from a store that only ever held parsed digests."""
+
+    __slots__ = ()
 
     @classmethod
     def parse(cls, value: str) -> Digest:
         """Parse ``sha256:<64 hex>`` or ``sha512:<128 hex>``; raise ``ValueError`` otherwise."""
         if _STORABLE_RE.fullmatch(value) is None:
             raise ValueError(f"invalid digest {value!r}")
-        algorithm, _, hexpart = value.partition(":")
-        return cls(algorithm, hexpart)
+        return cls(value)
 
     @classmethod
     def try_parse(cls, value: str) -> Digest | None:
-        try:
-            return cls.parse(value)
-        except ValueError:
-            return None
+        return cls(value) if _STORABLE_RE.fullmatch(value) is not None else None
 
     @classmethod
     def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:
         """The digest of ``data`` with ``algorithm``."""
-        return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
+        return cls(f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}")
+
+    @property
+    def algorithm(self) -> str:
+        return self.partition(":")[0]
+
+    @property
+    def hex(self) -> str:
+        return self.partition(":")[2]
 
     def hasher(self) -> hashlib._Hash:
         """A fresh hash object of this digest's algorithm."""
         return hashlib.new(self.algorithm)
-
-    def __str__(self) -> str:
-        return f"{self.algorithm}:{self.hex}"

@@ -1,65 +1,101 @@
-"""The blob store port: content-addressed bytes and the upload sessions that produce them."""
+"""The blob driver port: what a storage engine for content-addressed bytes implements.
+
+A driver stores bytes; it never decides what they are. Digests are computed and checked once,
+above every driver, by :class:`openecr.service.blobstore.BlobStore`, which is what the services
+use. A driver may therefore trust the digest it is handed at :meth:`BlobDriver.commit` and
+:meth:`BlobDriver.put`.
+
+Upload sessions live in the driver as bytes and in the metadata store as an
+:class:`~openecr.domain.model.UploadState`, which the driver returns and the caller persists
+between requests (so a session started on one process or replica continues on another). The
+driver's rule for states: *while a state's token is current, the first ``size`` bytes of its
+session never change*; every finished write makes a new token, so a state read before another
+request's write is stale, and the driver refuses it (``InvalidLayerPart``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from openecr.domain.digest import Digest
+from openecr.domain.model import UploadState
 
 
-class BlobStore(Protocol):
-    """Content-addressed storage. Committed blobs are immutable and complete: a reader never
-    sees a partial blob. Upload sessions are identified by an id the caller chooses."""
+class UploadWriter(Protocol):
+    """One write onto the end of an upload session: :meth:`write` batches, then either
+    :meth:`finish` or :meth:`abort`. A write that does not finish leaves the session as it
+    was (its state stays current)."""
 
-    def exists(self, digest: Digest) -> bool:
-        """Whether a committed blob with this digest is present."""
+    @property
+    def size(self) -> int:
+        """The session's size including what this writer has written so far."""
         ...
 
-    def size(self, digest: Digest) -> int | None:
-        """The committed blob's size, or None if absent."""
+    def write(self, chunks: Iterable[bytes]) -> None:
+        """Append a batch; raises UploadNotFound when the session went away."""
+        ...
+
+    def finish(self) -> UploadState:
+        """End the write and return the session's new state (a new token)."""
+        ...
+
+    def abort(self) -> None:
+        """Drop what this writer wrote (idempotent)."""
+        ...
+
+
+class BlobDriver(Protocol):
+    """Content-addressed storage. Committed blobs are immutable and complete: a reader never
+    sees a partial blob, and a commit is durable when it returns (where the driver claims
+    durability)."""
+
+    # --- upload sessions -------------------------------------------------------------------
+
+    def begin(self) -> UploadState:
+        """Create an empty upload session and return its state."""
+        ...
+
+    def writer(self, state: UploadState) -> UploadWriter:
+        """Start writing at the end of the session ``state`` describes. Raises
+        InvalidLayerPart when ``state`` is not current (another write finished since) or
+        another write is in progress, UploadNotFound when the session is gone."""
+        ...
+
+    def read_upload(self, state: UploadState) -> Iterator[bytes]:
+        """The ``state.size`` bytes of a session, in chunks. Raises UploadNotFound."""
+        ...
+
+    def commit(self, state: UploadState, digest: Digest) -> None:
+        """Make the session's bytes the blob ``digest`` (the caller verified them; a blob
+        already stored under ``digest`` is kept) and end the session. Raises
+        InvalidLayerPart when ``state`` is not current, UploadNotFound when it is gone."""
+        ...
+
+    def abort(self, state: UploadState) -> None:
+        """End a session and drop its bytes; a session already gone is ignored."""
+        ...
+
+    # --- committed blobs ---------------------------------------------------------------------
+
+    def put(self, digest: Digest, data: bytes) -> None:
+        """Store small ``data`` (verified by the caller to hash to ``digest``) in one step."""
+        ...
+
+    def stat(self, digest: Digest) -> int | None:
+        """The committed blob's size, or None when absent."""
         ...
 
     def open(self, digest: Digest, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
-        """Stream the committed blob (or a range of it) in chunks; raise BlobNotFound."""
-        ...
-
-    def local_path(self, digest: Digest) -> str | None:
-        """A filesystem path to the committed blob, for zero-copy serving, if the store has one."""
-        ...
-
-    def begin_upload(self, upload_id: str) -> None:
-        """Create an empty upload session."""
-        ...
-
-    def append(self, upload_id: str, offset: int, chunks: Iterator[bytes]) -> int:
-        """Append ``chunks`` at ``offset``, which must equal the current size (else
-        ``InvalidLayerPart``); return the new size. Raise ``UploadNotFound``."""
-        ...
-
-    def upload_size(self, upload_id: str) -> int:
-        """Bytes received so far; raise ``UploadNotFound``."""
-        ...
-
-    def truncate(self, upload_id: str, size: int) -> None:
-        """Cut an upload back to its first ``size`` bytes (dropping a failed part); raise
-        ``UploadNotFound``."""
-        ...
-
-    def commit(self, upload_id: str, expected: Digest) -> int:
-        """Verify the upload hashes to ``expected``, make it durable and visible under that digest,
-        end the session and return its size. On mismatch raise ``InvalidLayer`` and store
-        nothing (the session is kept, as registries let a client retry)."""
-        ...
-
-    def cancel(self, upload_id: str) -> None:
-        """Drop an upload session; missing sessions are ignored."""
-        ...
-
-    def put(self, data: bytes) -> Digest:
-        """Store small ``data`` in one step (sha256) and return its digest."""
+        """Stream the blob (or ``length`` bytes from ``offset``) in chunks. Raises BlobNotFound
+        when absent, before the first chunk is asked for."""
         ...
 
     def delete(self, digest: Digest) -> None:
-        """Remove a committed blob; missing blobs are ignored."""
+        """Remove a committed blob; a missing blob is ignored."""
+        ...
+
+    def download_url(self, digest: Digest, expires_in: int) -> str | None:
+        """A URL a client can fetch the blob from directly for ``expires_in`` seconds (a
+        presigned object-store URL), or None when the driver has none to offer."""
         ...

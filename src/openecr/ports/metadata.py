@@ -20,6 +20,7 @@ from openecr.domain.model import (
     Repository,
     TagMutability,
     UploadSession,
+    UploadState,
 )
 
 
@@ -149,7 +150,10 @@ class Transaction(Protocol):
 
     def get_upload(self, upload_id: str) -> UploadSession | None: ...
 
-    def update_upload(self, upload_id: str, size: int, parts: int) -> None: ...
+    def update_upload(self, upload_id: str, expected_token: str, state: UploadState) -> bool:
+        """Replace the session's state if its token is still ``expected_token``; return
+        whether it did (False: the session is gone or another write changed it first)."""
+        ...
 
     def delete_upload(self, upload_id: str) -> None: ...
 

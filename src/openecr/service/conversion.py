@@ -32,9 +32,9 @@ from openecr.domain import mediatypes as mt
 from openecr.domain.digest import Digest
 from openecr.domain.model import BlobInfo, ImageRecord
 from openecr.errors import OpenEcrError
-from openecr.ports.blobs import BlobStore
 from openecr.ports.metadata import MetadataStore
-from openecr.service.repositories import Clock, utcnow
+from openecr.service.blobstore import BlobStore
+from openecr.service.common import Clock, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +120,12 @@ class ManifestConverter:
         built = conv.docker_to_schema1(image.manifest, config, repository, tag)
         if built is None:
             return None
-        if built.uses_empty_tar and not self._ensure_empty_tar(image.repository_id):
-            return None
+        if built.uses_empty_tar:
+            self._ensure_empty_tar(image.repository_id)
         return built.manifest
 
     def _read(self, digest: Digest) -> bytes | None:
-        size = self.blobs.size(digest)
+        size = self.blobs.stat(digest)
         if size is None or size > MAX_CONFIG_BYTES:
             return None
         try:
@@ -133,14 +133,13 @@ class ManifestConverter:
         except OpenEcrError:  # removed since the size check
             return None
 
-    def _ensure_empty_tar(self, repository_id: int) -> bool:
+    def _ensure_empty_tar(self, repository_id: int) -> None:
         """Make the gzipped empty tar a blob of the repository (idempotent)."""
         digest = conv.EMPTY_TAR_DIGEST
         with self.meta.read() as tx:
             if tx.get_linked_blob(repository_id, digest) is not None:
-                return True
-        if not self.blobs.exists(Digest.parse(digest)):
+                return
+        if self.blobs.stat(Digest.parse(digest)) is None:
             self.blobs.put(conv.GZIPPED_EMPTY_TAR)
         with self.meta.write() as tx:
             tx.link_blob(repository_id, BlobInfo(digest, len(conv.GZIPPED_EMPTY_TAR)))
-        return True

@@ -42,8 +42,8 @@ from openecr.errors import (
     TagInvalid,
 )
 from openecr.ports.metadata import ImageReads, MetadataStore, Transaction
+from openecr.service.common import Clock, require_repository, utcnow
 from openecr.service.paging import decode_token, encode_token
-from openecr.service.repositories import Clock, require_repository, utcnow
 
 REASON_NOT_FOUND = "Requested image not found"
 REASON_MISSING = "Invalid request parameters: both tag and digest cannot be null"

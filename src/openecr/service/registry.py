@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from openecr.service.blobs import BlobService
 from openecr.service.images import ImageService
-from openecr.service.layers import LayerService
 from openecr.service.repositories import RepositoryService
 from openecr.service.tokens import TokenService
 
@@ -27,7 +27,7 @@ class Registry:
     settings: Settings
     repositories: RepositoryService
     images: ImageService
-    layers: LayerService
+    blobs: BlobService
     tokens: TokenService
 
     def registry_host(self, account: str, request_host: str) -> str:

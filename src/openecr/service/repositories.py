@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from openecr.domain import names as domain_names
 from openecr.domain.model import ExclusionFilter, Repository, TagMutability
@@ -14,29 +13,14 @@ from openecr.errors import (
     InvalidTagParameter,
     RepositoryAlreadyExists,
     RepositoryNotEmpty,
-    RepositoryNotFound,
     TooManyTags,
 )
-from openecr.ports.blobs import BlobStore
-from openecr.ports.metadata import MetadataStore, Transaction
+from openecr.ports.metadata import MetadataStore
+from openecr.service.common import Clock, require_repository, utcnow
 from openecr.service.paging import decode_token, encode_token
 
 MAX_RESOURCE_TAGS = 50
 _EXCLUSION_MODES = (TagMutability.IMMUTABLE_WITH_EXCLUSION, TagMutability.MUTABLE_WITH_EXCLUSION)
-
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def require_repository(tx: Transaction, registry_id: str, name: str) -> Repository:
-    """The repository, or raise RepositoryNotFound with ECR's message."""
-    repo = tx.get_repository(registry_id, name)
-    if repo is None:
-        raise RepositoryNotFound(name, registry_id)
-    return repo
 
 
 def check_mutability(
@@ -108,15 +92,9 @@ class NewRepository:
 
 
 class RepositoryService:
-    def __init__(self, meta: MetadataStore, blobs: BlobStore, clock: Clock = utcnow) -> None:
+    def __init__(self, meta: MetadataStore, clock: Clock = utcnow) -> None:
         self.meta = meta
-        self.blobs = blobs
         self.clock = clock
-
-    def get(self, registry_id: str, name: str) -> Repository:
-        """The repository; raises RepositoryNotFound."""
-        with self.meta.read() as tx:
-            return require_repository(tx, registry_id, name)
 
     def create(self, registry_id: str, spec: NewRepository) -> Repository:
         """Create a repository; raises RepositoryAlreadyExists, InvalidParameter, TooManyTags."""

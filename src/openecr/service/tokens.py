@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from openecr.errors import AccessDenied
-from openecr.service.repositories import Clock, utcnow
+from openecr.service.common import Clock, utcnow
 
 TOKEN_LIFETIME = timedelta(hours=12)
 URL_LIFETIME = timedelta(hours=1)

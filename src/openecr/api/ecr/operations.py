@@ -11,14 +11,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
+from openecr.api.layer_urls import signed_layer_url
 from openecr.domain import names
+from openecr.domain.digest import Digest
 from openecr.domain.model import ExclusionFilter, ImageFailure, ImageId, Repository, TagMutability
-from openecr.errors import AccessDenied, InvalidParameter
-from openecr.service.layers import PART_SIZE
+from openecr.errors import AccessDenied, InvalidLayer, InvalidParameter
+from openecr.service.blobs import PART_SIZE
 from openecr.service.registry import Caller, Registry
 from openecr.service.repositories import NewRepository
+from openecr.service.tokens import URL_LIFETIME
+
+DOWNLOAD_URL_SECONDS = int(URL_LIFETIME.total_seconds())
 
 Doc = dict[str, Any]
 
@@ -322,7 +326,7 @@ def describe_images(call: Call) -> Doc:
 
 def batch_check_layer_availability(call: Call) -> Doc:
     name = call.params["repositoryName"]
-    layers, failures = call.registry.layers.check(
+    layers, failures = call.registry.blobs.check(
         call.registry_id(name), name, call.params["layerDigests"]
     )
     layer_docs = []
@@ -346,7 +350,7 @@ def batch_check_layer_availability(call: Call) -> Doc:
 
 def initiate_layer_upload(call: Call) -> Doc:
     name = call.params["repositoryName"]
-    session = call.registry.layers.initiate(call.registry_id(name), name)
+    session = call.registry.blobs.initiate(call.registry_id(name), name)
     return {"uploadId": session.id, "partSize": PART_SIZE}
 
 
@@ -354,7 +358,7 @@ def upload_layer_part(call: Call) -> Doc:
     p = call.params
     name = p["repositoryName"]
     registry_id = call.registry_id(name)
-    last = call.registry.layers.upload_part(
+    last = call.registry.blobs.upload_part(
         registry_id, name, p["uploadId"], p["partFirstByte"], p["partLastByte"], p["layerPartBlob"]
     )
     return {
@@ -369,7 +373,17 @@ def complete_layer_upload(call: Call) -> Doc:
     p = call.params
     name = p["repositoryName"]
     registry_id = call.registry_id(name)
-    digest = call.registry.layers.complete(registry_id, name, p["uploadId"], p["layerDigests"])
+    blobs = call.registry.blobs
+    blobs.upload_size(registry_id, name, p["uploadId"])  # an unknown upload is reported first
+    if len(p["layerDigests"]) != 1:
+        raise InvalidParameter.constraint(
+            "layerDigests", "Member must have length less than or equal to 1"
+        )
+    claimed = p["layerDigests"][0]
+    digest = Digest.try_parse(claimed)
+    if digest is None:
+        raise InvalidLayer(f"The layer digest '{claimed}' is not a valid digest")
+    blobs.complete(registry_id, name, p["uploadId"], digest, ecr=True)
     return {
         "registryId": registry_id,
         "repositoryName": name,
@@ -382,13 +396,11 @@ def get_download_url_for_layer(call: Call) -> Doc:
     p = call.params
     name = p["repositoryName"]
     registry_id = call.registry_id(name)
-    blob = call.registry.layers.find(registry_id, name, p["layerDigest"])
-    path = f"/openecr/layers/{registry_id}/{name}/{blob.digest}"
-    expires, signature = call.registry.tokens.sign_path(path)
-    url = (
-        f"{call.caller.scheme}://{call.caller.host}{quote(path)}"
-        f"?expires={expires}&signature={signature}"
-    )
+    blob = call.registry.blobs.find(registry_id, name, p["layerDigest"])
+    digest = Digest(blob.digest)
+    url = call.registry.blobs.presigned_url(digest, DOWNLOAD_URL_SECONDS)
+    if url is None:  # served by this registry, at a signed path
+        url = signed_layer_url(call.registry.tokens, call.caller, registry_id, name, digest)
     return {"downloadUrl": url, "layerDigest": blob.digest}
 
 

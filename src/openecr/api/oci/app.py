@@ -29,7 +29,6 @@ from openecr.api.oci import blobs, manifests, referrers, render, tags, uploads
 from openecr.api.oci.auth import Authenticator
 from openecr.api.oci.common import Context
 from openecr.errors import OciCode, OpenEcrError, RouteNotFound, UnknownOperation
-from openecr.ports.blobs import BlobStore
 from openecr.service.registry import Registry
 
 log = logging.getLogger("openecr.oci")
@@ -78,9 +77,8 @@ def route(path: str) -> tuple[dict[str, Handler], str, str] | None:
 class OciApp:
     """An ASGI app serving every path under ``/v2`` (mount it at ``/v2`` and ``/v2/...``)."""
 
-    def __init__(self, registry: Registry, blobs: BlobStore) -> None:
+    def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.blobs = blobs
         self.auth = Authenticator(registry)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -112,7 +110,7 @@ class OciApp:
         path = path[len("/v2") :]
         headers = request.headers
         identity = self.auth.identify(headers.get("host", ""), headers.get("authorization"))
-        ctx = Context(self.registry, self.blobs, self.auth, request, identity)
+        ctx = Context(self.registry, self.auth, request, identity)
         method = request.method
         if path in ("", "/"):
             if method not in ("GET", "HEAD"):

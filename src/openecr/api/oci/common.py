@@ -21,8 +21,7 @@ from openecr.errors import (
     RepositoryAlreadyExists,
     RepositoryNotFound,
 )
-from openecr.ports.blobs import BlobStore
-from openecr.service.layers import PartUpload
+from openecr.service.blobs import PartUpload
 from openecr.service.registry import Registry
 from openecr.service.repositories import NewRepository
 
@@ -39,7 +38,6 @@ class Context:
     """One request to ``/v2``: the registry, who calls, and which account it addresses."""
 
     registry: Registry
-    blobs: BlobStore
     auth: Authenticator
     request: Request
     identity: Identity

@@ -27,7 +27,7 @@ from openecr.errors import (
     OciCode,
     OpenEcrError,
 )
-from openecr.service.layers import LayerService
+from openecr.service.blobs import BlobService
 
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?\s*([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?")
 
@@ -88,7 +88,7 @@ def part_bounds(ctx: Context) -> tuple[int | None, int | None]:
 async def start(ctx: Context, name: str, _ref: str) -> Response:
     """POST: a mount (``mount=&from=``), a single-request upload (``digest=``), or a session."""
     registry_id = ctx.authorize(name, "InitiateLayerUpload")
-    layers = ctx.registry.layers
+    layers = ctx.registry.blobs
     query = ctx.request.query_params
     mount, source = query.get("mount"), query.get("from")
     if mount is not None and source is not None and names.is_repository_name(source):
@@ -107,7 +107,7 @@ async def start(ctx: Context, name: str, _ref: str) -> Response:
             part = layers.open_part(registry_id, name, session.id)
             await stream_part(ctx.request, part, length)
             blob = await anyio.to_thread.run_sync(
-                layers.finish, registry_id, name, session.id, digest
+                layers.complete, registry_id, name, session.id, digest
             )
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -118,7 +118,7 @@ async def start(ctx: Context, name: str, _ref: str) -> Response:
     return render.empty(202, progress_headers(name, session.id, 0))
 
 
-def _discard(layers: LayerService, registry_id: str, name: str, upload_id: str) -> None:
+def _discard(layers: BlobService, registry_id: str, name: str, upload_id: str) -> None:
     """End an upload that failed, if it is still open."""
     with contextlib.suppress(OpenEcrError):
         layers.cancel(registry_id, name, upload_id)
@@ -127,7 +127,7 @@ def _discard(layers: LayerService, registry_id: str, name: str, upload_id: str) 
 async def _append(ctx: Context, registry_id: str, name: str, upload_id: str) -> int | Response:
     """Stream the body onto the upload and return its new size; an out-of-order or malformed
     part answers 416 with the upload's progress, so the client can resume from there."""
-    layers = ctx.registry.layers
+    layers = ctx.registry.blobs
     try:
         first, length = part_bounds(ctx)
         part = layers.open_part(registry_id, name, upload_id, start=first)
@@ -154,22 +154,22 @@ async def put(ctx: Context, name: str, upload_id: str) -> Response:
     if value is None:
         raise DigestInvalid("The digest query parameter is required to complete an upload")
     digest = parse_digest(value)
-    layers = ctx.registry.layers
+    layers = ctx.registry.blobs
     if ctx.content_length() != 0 or ctx.request.headers.get("content-range") is not None:
         outcome = await _append(ctx, registry_id, name, upload_id)
         if isinstance(outcome, Response):
             return outcome
-    blob = await anyio.to_thread.run_sync(layers.finish, registry_id, name, upload_id, digest)
+    blob = await anyio.to_thread.run_sync(layers.complete, registry_id, name, upload_id, digest)
     return created(name, blob)
 
 
 async def status(ctx: Context, name: str, upload_id: str) -> Response:
     registry_id = ctx.authorize(name, "UploadLayerPart")
-    size = ctx.registry.layers.upload_size(registry_id, name, upload_id)
+    size = ctx.registry.blobs.upload_size(registry_id, name, upload_id)
     return render.empty(204, progress_headers(name, upload_id, size))
 
 
 async def cancel(ctx: Context, name: str, upload_id: str) -> Response:
     registry_id = ctx.authorize(name, "UploadLayerPart")
-    await anyio.to_thread.run_sync(ctx.registry.layers.cancel, registry_id, name, upload_id)
+    await anyio.to_thread.run_sync(ctx.registry.blobs.cancel, registry_id, name, upload_id)
     return render.empty(204)

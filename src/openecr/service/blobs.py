@@ -1,0 +1,347 @@
+"""Blobs of both APIs: uploads (ECR's layer API and /v2's blob uploads), checks, mounts and
+reads. One method per use case; where ECR and /v2 differ, a parameter says which rules apply.
+
+Order of effects: the blob store commits the bytes first, then one metadata transaction links
+the blob to the repository, so a crash leaves at worst an unreferenced blob, never a reference
+to a missing one. An upload's state lives in the metadata store between requests (so any
+process or replica continues it) and is replaced by compare-and-set after each part: of two
+parts racing on one session at most one is kept.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from openecr.domain import digest as digests
+from openecr.domain.digest import Digest
+from openecr.domain.model import BlobInfo, UploadSession
+from openecr.errors import (
+    BlobNotFound,
+    EmptyUpload,
+    InvalidLayer,
+    InvalidLayerPart,
+    InvalidParameter,
+    LayerAlreadyExists,
+    LayerPartSizeMismatch,
+    LayersNotFound,
+    UploadNotFound,
+)
+from openecr.ports.metadata import MetadataStore
+from openecr.service.blobstore import BlobStore, CheckedWriter
+from openecr.service.common import Clock, require_repository, utcnow
+
+PART_SIZE = 20 * 1024 * 1024  # what InitiateLayerUpload advertises; parts may be smaller
+
+UPLOAD_NOT_FOUND = (
+    "The upload could not be found, or the specified upload ID is not valid for this repository."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LayerCheck:
+    digest: str
+    available: bool
+    size: int | None = None
+    media_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LayerFailure:
+    digest: str
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlobContent:
+    """What a read serves: the blob, the span ``[start, end)`` and its bytes (not yet read)."""
+
+    blob: BlobInfo
+    start: int
+    end: int
+    chunks: Iterator[bytes]
+
+
+def _bad_part(current: int) -> InvalidLayerPart:
+    return InvalidLayerPart(
+        "The layer part size is not valid, or the first byte specified is not consecutive "
+        f"to the last byte of a previous layer part upload. Last valid byte received: "
+        f"{current - 1}"
+    )
+
+
+class PartUpload:
+    """One part being streamed onto an upload: :meth:`write` batches as they arrive (each a
+    short blocking call, so no thread waits on a slow client), then :meth:`finish`, or
+    :meth:`abort` on any failure. The upload never keeps a part that did not finish."""
+
+    def __init__(self, service: BlobService, session: UploadSession, writer: CheckedWriter):
+        self.service = service
+        self.session = session
+        self.writer = writer
+        self.base = session.state.size  # the upload's size before this part
+
+    @property
+    def upload_id(self) -> str:
+        return self.session.id
+
+    def write(self, chunks: Iterable[bytes]) -> None:
+        """Append a batch; raises UploadNotFound."""
+        self.writer.write(chunks)
+
+    def finish(self, length: int | None = None) -> int:
+        """End the part and return the upload's size. ``length`` is how long the client said
+        the part is: a body of another length is dropped and raises LayerPartSizeMismatch. A
+        part another request overtook is dropped and raises InvalidLayerPart."""
+        received = self.writer.size - self.base
+        if length is not None and received != length:
+            self.abort()
+            raise LayerPartSizeMismatch(
+                f"The part holds {received} bytes but the request declared {length}"
+            )
+        if not received:
+            self.abort()
+            return self.base
+        state = self.writer.finish()
+        with self.service.meta.write() as tx:
+            kept = tx.update_upload(self.upload_id, self.session.state.token, state)
+        if not kept:
+            raise InvalidLayerPart(
+                "The upload was changed by another request while this part was written"
+            )
+        return state.size
+
+    def abort(self) -> None:
+        """Drop what this part wrote (idempotent)."""
+        self.writer.abort()
+
+
+class BlobService:
+    def __init__(self, meta: MetadataStore, blobs: BlobStore, clock: Clock = utcnow) -> None:
+        self.meta = meta
+        self.blobs = blobs
+        self.clock = clock
+
+    # --- upload sessions -------------------------------------------------------------------
+
+    def initiate(self, registry_id: str, name: str) -> UploadSession:
+        """Open an upload session in a repository; raises RepositoryNotFound."""
+        with self.meta.read() as tx:
+            repo = require_repository(tx, registry_id, name)
+        session = UploadSession(str(uuid.uuid4()), repo.id, self.clock(), self.blobs.begin())
+        try:
+            with self.meta.write() as tx:
+                require_repository(tx, registry_id, name)
+                tx.create_upload(session)
+        except BaseException:
+            self.blobs.abort(session.state)
+            raise
+        return session
+
+    def _session(self, registry_id: str, name: str, upload_id: str) -> UploadSession:
+        with self.meta.read() as tx:
+            repo = require_repository(tx, registry_id, name)
+            session = tx.get_upload(upload_id)
+        if session is None or session.repository_id != repo.id:
+            raise UploadNotFound(UPLOAD_NOT_FOUND)
+        return session
+
+    def upload_size(self, registry_id: str, name: str, upload_id: str) -> int:
+        """Bytes an open upload holds; raises RepositoryNotFound, UploadNotFound."""
+        return self._session(registry_id, name, upload_id).state.size
+
+    def open_part(
+        self, registry_id: str, name: str, upload_id: str, *, start: int | None = None
+    ) -> PartUpload:
+        """Begin a part that the caller streams onto the end of an upload (see
+        :class:`PartUpload`). ``start`` is where the client says the part begins: anything
+        but the current size raises InvalidLayerPart. Raises RepositoryNotFound,
+        UploadNotFound."""
+        session = self._session(registry_id, name, upload_id)
+        if start is not None and start != session.state.size:
+            raise _bad_part(session.state.size)
+        try:
+            writer = self.blobs.writer(session.state)
+        except UploadNotFound:
+            raise UploadNotFound(UPLOAD_NOT_FOUND) from None
+        return PartUpload(self, session, writer)
+
+    def append(
+        self,
+        registry_id: str,
+        name: str,
+        upload_id: str,
+        chunks: Iterable[bytes],
+        *,
+        start: int | None = None,
+        length: int | None = None,
+    ) -> int:
+        """Write ``chunks`` onto the end of an upload in one call and return its new size
+        (ECR's UploadLayerPart, and /v2 bodies that are already in memory): :meth:`open_part`,
+        then :meth:`PartUpload.write` and :meth:`PartUpload.finish`; a part that fails in any
+        way is dropped whole."""
+        part = self.open_part(registry_id, name, upload_id, start=start)
+        try:
+            part.write(chunks)
+            return part.finish(length)
+        except BaseException:
+            part.abort()
+            raise
+
+    def upload_part(
+        self, registry_id: str, name: str, upload_id: str, first: int, last: int, data: bytes
+    ) -> int:
+        """ECR's UploadLayerPart: a non-empty part that starts where the upload ends and spans
+        ``first..last`` (inclusive); return the last byte received. Raises InvalidLayerPart,
+        UploadNotFound."""
+        if last - first + 1 != len(data) or not data:
+            raise _bad_part(self.upload_size(registry_id, name, upload_id))
+        return self.append(registry_id, name, upload_id, (data,), start=first) - 1
+
+    def cancel(self, registry_id: str, name: str, upload_id: str) -> None:
+        """End an upload and drop its bytes; raises RepositoryNotFound, UploadNotFound."""
+        self._end(self._session(registry_id, name, upload_id))
+
+    def _end(self, session: UploadSession) -> None:
+        with self.meta.write() as tx:
+            tx.delete_upload(session.id)
+        self.blobs.abort(session.state)
+
+    def complete(
+        self, registry_id: str, name: str, upload_id: str, digest: Digest, *, ecr: bool = False
+    ) -> BlobInfo:
+        """Verify that an upload hashes to ``digest``, store it, link it to the repository and
+        end the session. Raises RepositoryNotFound, UploadNotFound, InvalidLayer.
+
+        With ``ecr`` (CompleteLayerUpload) ECR's rules apply: an empty upload raises
+        EmptyUpload, a layer the repository already holds ends the session and raises
+        LayerAlreadyExists, and a mismatch keeps the session for another try. Otherwise
+        (/v2) empty blobs and known blobs are fine, and a mismatch ends the session."""
+        session = self._session(registry_id, name, upload_id)
+        if ecr:
+            if session.state.size == 0:
+                raise EmptyUpload("The specified layer upload does not contain any layer parts.")
+            with self.meta.read() as tx:
+                already = tx.get_linked_blob(session.repository_id, digest)
+            if already is not None:
+                self._end(session)
+                raise LayerAlreadyExists(
+                    f"The layer '{digest}' already exists in the repository with name '{name}' "
+                    f"in the registry with id '{registry_id}'"
+                )
+        try:
+            self.blobs.commit(session.state, digest)
+        except InvalidLayer:
+            if ecr:
+                raise InvalidLayer(
+                    "The layer digest calculated for the uploaded layer does not match the "
+                    f"provided digest '{digest}'"
+                ) from None
+            self._end(session)
+            raise InvalidLayer(
+                "The digest calculated for the uploaded content does not match the provided "
+                f"digest '{digest}'"
+            ) from None
+        except UploadNotFound:
+            raise UploadNotFound(UPLOAD_NOT_FOUND) from None
+        blob = BlobInfo(digest, session.state.size)
+        with self.meta.write() as tx:
+            tx.link_blob(session.repository_id, blob)
+            tx.delete_upload(upload_id)
+        return blob
+
+    # --- blobs of a repository -------------------------------------------------------------
+
+    def check(
+        self, registry_id: str, name: str, layer_digests: Sequence[str]
+    ) -> tuple[list[LayerCheck], list[LayerFailure]]:
+        """ECR's BatchCheckLayerAvailability: present layers in ``layers``; malformed, empty or
+        absent digests as failures."""
+        layers: list[LayerCheck] = []
+        failures: list[LayerFailure] = []
+        with self.meta.read() as tx:
+            repo = require_repository(tx, registry_id, name)
+            for value in layer_digests:
+                if not value:
+                    failures.append(
+                        LayerFailure(value, "MissingLayerDigest", "Missing layer digest")
+                    )
+                elif not digests.is_well_formed(value):
+                    failures.append(
+                        LayerFailure(value, "InvalidLayerDigest", "Invalid layer digest")
+                    )
+                else:
+                    blob = tx.get_linked_blob(repo.id, value)
+                    if blob is None:
+                        failures.append(
+                            LayerFailure(value, "MissingLayerDigest", "Could not find layer")
+                        )
+                    else:
+                        layers.append(LayerCheck(value, True, blob.size, blob.media_type))
+        return layers, failures
+
+    def find(self, registry_id: str, name: str, layer_digest: str) -> BlobInfo:
+        """A layer held by the repository, as ECR's GetDownloadUrlForLayer names it; raises
+        InvalidParameter or LayersNotFound."""
+        if Digest.try_parse(layer_digest) is None:
+            raise InvalidParameter.constraint(
+                "layerDigest", f"must satisfy regular expression '{digests.ECR_DIGEST_PATTERN}'"
+            )
+        with self.meta.read() as tx:
+            repo = require_repository(tx, registry_id, name)
+            blob = tx.get_linked_blob(repo.id, layer_digest)
+        if blob is None:
+            raise LayersNotFound(
+                f"The layer with digest '{layer_digest}' does not exist in the repository with "
+                f"name '{name}' in the registry with id '{registry_id}'"
+            )
+        return blob
+
+    def presigned_url(self, digest: Digest, expires_in: int) -> str | None:
+        """A URL the blob store serves the blob from directly, if it has one."""
+        return self.blobs.download_url(digest, expires_in)
+
+    def mount(self, registry_id: str, name: str, digest: Digest, source: str) -> BlobInfo | None:
+        """Link a blob that repository ``source`` of the same registry holds into ``name``;
+        None when the source repository or the blob is not there (the caller then falls back
+        to an upload). Raises RepositoryNotFound for ``name``."""
+        with self.meta.write() as tx:
+            repo = require_repository(tx, registry_id, name)
+            origin = tx.get_repository(registry_id, source)
+            blob = tx.get_linked_blob(origin.id, digest) if origin is not None else None
+            if blob is None or self.blobs.stat(digest) is None:
+                return None
+            tx.link_blob(repo.id, blob)
+        return blob
+
+    def _blob_not_found(self, registry_id: str, name: str, digest: Digest) -> BlobNotFound:
+        return BlobNotFound(
+            f"The blob with digest '{digest}' does not exist in the repository with name "
+            f"'{name}' in the registry with id '{registry_id}'"
+        )
+
+    def stat(self, registry_id: str, name: str, digest: Digest) -> BlobInfo:
+        """A blob the repository holds; raises RepositoryNotFound, BlobNotFound."""
+        with self.meta.read() as tx:
+            repo = require_repository(tx, registry_id, name)
+            blob = tx.get_linked_blob(repo.id, digest)
+        if blob is None:
+            raise self._blob_not_found(registry_id, name, digest)
+        return blob
+
+    def read(self, blob: BlobInfo, span: tuple[int, int] | None = None) -> BlobContent:
+        """The bytes of a blob found by :meth:`stat` or :meth:`find` (``span``: ``[start,
+        end)``, else all). Raises BlobNotFound when the store lost them."""
+        start, end = span if span is not None else (0, blob.size)
+        digest = Digest(blob.digest)
+        return BlobContent(blob, start, end, self.blobs.open(digest, start, end - start))
+
+    def unlink(self, registry_id: str, name: str, digest: Digest) -> None:
+        """Remove a blob from a repository; its bytes stay for the repositories that still
+        hold it. Raises RepositoryNotFound, BlobNotFound."""
+        with self.meta.write() as tx:
+            repo = require_repository(tx, registry_id, name)
+            if not tx.unlink_blob(repo.id, digest):
+                raise self._blob_not_found(registry_id, name, digest)

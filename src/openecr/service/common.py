@@ -1,0 +1,24 @@
+"""What every service shares: the clock and the repository lookup with ECR's error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from openecr.domain.model import Repository
+from openecr.errors import RepositoryNotFound
+from openecr.ports.metadata import Transaction
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def require_repository(tx: Transaction, registry_id: str, name: str) -> Repository:
+    """The repository, or raise RepositoryNotFound with ECR's message."""
+    repo = tx.get_repository(registry_id, name)
+    if repo is None:
+        raise RepositoryNotFound(name, registry_id)
+    return repo
