@@ -155,12 +155,14 @@ class ImageFailure:
 
 @dataclass(frozen=True, slots=True)
 class ResolvedImage:
-    """One BatchGetImage result: the image, the tag it is reported under, and what is served."""
+    """One pulled image: the image, the tag it is reported under, and what is served (the
+    stored manifest, or a conversion with the digest of its own bytes)."""
 
     image: ImageRecord
     tag: str | None
     manifest: bytes
     media_type: str
+    digest: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from openecr.domain import digest as digests
 from openecr.domain import mediatypes as mt
 from openecr.domain import names
+from openecr.domain.conversion import served_digest
 from openecr.domain.digest import Digest
 from openecr.domain.manifest import Manifest, parse_manifest
 from openecr.domain.model import (
@@ -39,7 +40,6 @@ from openecr.errors import (
     LayersNotFound,
     ReferencedImagesNotFound,
     RepositoryNotFound,
-    TagInvalid,
 )
 from openecr.ports.metadata import ImageReads, MetadataStore, Transaction
 from openecr.service.common import Clock, require_repository, utcnow
@@ -92,27 +92,32 @@ class Lookup:
     tags: tuple[str | None, ...]
 
 
-def _checked(image_ids: Sequence[ImageId]) -> list[tuple[ImageId, ImageFailure | None]]:
-    """Each id with the failure ``check_image_id`` finds in it (None: well formed)."""
-    return [(image_id, check_image_id(image_id)) for image_id in image_ids]
+# the failures of ids that are malformed, as opposed to well-formed ids that name nothing
+MALFORMED = frozenset(
+    {
+        FailureCode.MISSING_DIGEST_AND_TAG,
+        FailureCode.INVALID_IMAGE_DIGEST,
+        FailureCode.INVALID_IMAGE_TAG,
+    }
+)
 
 
-def _snapshot(
-    tx: Transaction,
-    repo: Repository,
-    checked: Sequence[tuple[ImageId, ImageFailure | None]],
-    *,
-    every_tag: bool = False,
-) -> ImageSnapshot:
-    """One read of every image the well-formed ids may name (``resolve_id`` reads only tags of
-    ids with a tag, and digests of ids without one)."""
+def resolve_ids(
+    tx: Transaction, repo: Repository, image_ids: Sequence[ImageId], *, every_tag: bool = False
+) -> tuple[ImageSnapshot, list[tuple[ImageId, Lookup | ImageFailure]]]:
+    """Every id of a batch call (BatchGetImage, BatchDeleteImage, DescribeImages) resolved
+    with ECR's rules, in request order, from one snapshot of the images they may name (read
+    at once: a batch costs about what one id does). The snapshot also lists the tags of the
+    images named by digest, and with ``every_tag`` of every image it holds."""
+    checked = [(image_id, check_image_id(image_id)) for image_id in image_ids]
     wanted = [image_id for image_id, failure in checked if failure is None]
-    return tx.snapshot(
+    snapshot = tx.snapshot(
         repo.id,
         [i.tag for i in wanted if i.tag is not None],
         [i.digest for i in wanted if i.tag is None and i.digest is not None],
         every_tag=every_tag,
     )
+    return snapshot, [(i, failure or resolve_id(snapshot, repo, i)) for i, failure in checked]
 
 
 def resolve_id(tx: ImageReads, repo: Repository, image_id: ImageId) -> Lookup | ImageFailure:
@@ -138,22 +143,37 @@ class _Refused:
     parents: tuple[str, ...]
 
 
+@dataclass(slots=True)
+class _Deletions:
+    """What one BatchDeleteImage call has deleted so far, over the snapshot it resolved from."""
+
+    snapshot: ImageSnapshot
+    images: set[str] = field(default_factory=set)
+    tags: set[str] = field(default_factory=set)
+
+    def tags_of(self, repo_id: int, digest: str) -> set[str]:
+        return set(self.snapshot.tags_of(repo_id, digest)) - self.tags
+
+
 def _delete_one(
-    tx: Transaction, repo: Repository, image_id: ImageId, found: Lookup
+    tx: Transaction, repo: Repository, image_id: ImageId, found: Lookup, done: _Deletions
 ) -> list[ImageId] | _Refused:
     """Apply one resolved BatchDeleteImage id: the ids it deleted, or why it may not."""
-    if tx.get_image(repo.id, found.digest) is None:  # gone earlier in this call
+    if found.digest in done.images:  # gone earlier in this call
         return [ImageId(found.digest, t) for t in found.tags]
-    current = set(tx.tags_of(repo.id, found.digest))
+    current = done.tags_of(repo.id, found.digest)
     if image_id.tag is not None and current - {image_id.tag}:
         # another tag keeps the image: only this tag goes
         if image_id.tag in current:
             tx.delete_tag(repo.id, image_id.tag)
+            done.tags.add(image_id.tag)
         return [ImageId(found.digest, image_id.tag)]
     parents = tx.images_referencing(repo.id, found.digest)
     if parents:
         return _Refused(tuple(parents))
     tx.delete_image(repo.id, found.digest)
+    done.images.add(found.digest)
+    done.tags.update(current)
     return [ImageId(found.digest, t) for t in found.tags]
 
 
@@ -235,7 +255,7 @@ class ImageService:
 
     # --- writes -------------------------------------------------------------------------------
 
-    def put_image(
+    def store_manifest(
         self,
         registry_id: str,
         name: str,
@@ -243,12 +263,21 @@ class ImageService:
         media_type: str | None,
         tag: str | None,
         expected_digest: str | None,
+        *,
+        idempotent: bool = False,
+        algorithm: str = "sha256",
     ) -> PutResult:
-        """Store a manifest verbatim and optionally tag it.
+        """Store a manifest verbatim and optionally tag it: ECR's PutImage and the /v2 manifest
+        PUT. The image's digest is the ``algorithm`` hash of ``raw`` (a /v2 push by a sha512
+        digest stores the image under it); ``expected_digest`` must equal it.
 
-        Raises RepositoryNotFound, ImageDigestDoesNotMatch, ManifestInvalid, InvalidParameter
-        (bad tag), LayersNotFound / ReferencedImagesNotFound (unless lenient), ImageAlreadyExists
-        (same digest and tag, or an untagged re-put), ImageTagAlreadyExists (immutable tag)."""
+        Without ``idempotent`` (PutImage), storing what is already there is refused:
+        ImageAlreadyExists for the same digest and tag, or an untagged re-put. With it (/v2),
+        pushing bytes already stored, or a tag at the manifest it already names, succeeds
+        (also in immutable repositories). Raises RepositoryNotFound, InvalidParameter (a bad
+        tag or digest), ImageDigestDoesNotMatch, ManifestInvalid, LayersNotFound /
+        ReferencedImagesNotFound (unless lenient), ImageTagAlreadyExists (moving an immutable
+        tag)."""
         if tag is not None and not names.is_tag(tag):
             raise InvalidParameter.constraint(
                 "imageTag", f"must satisfy regular expression '{names.TAG_PATTERN}'"
@@ -258,6 +287,8 @@ class ImageService:
                 "imageDigest", f"must satisfy regular expression '{digests.ECR_DIGEST_PATTERN}'"
             )
         manifest = parse_manifest(raw, media_type)
+        if algorithm != "sha256":
+            manifest = replace(manifest, digest=Digest.of(raw, algorithm))
         if expected_digest is not None and expected_digest != manifest.digest:
             raise ImageDigestDoesNotMatch(
                 f"Provided digest '{expected_digest}' does not match the digest of the image "
@@ -266,25 +297,21 @@ class ImageService:
         with self.meta.write() as tx:
             repo = require_repository(tx, registry_id, name)
             existing = tx.get_image(repo.id, manifest.digest)
-            if tag is not None:
-                current = tx.get_tag(repo.id, tag)
-                if current == manifest.digest:
-                    raise ImageAlreadyExists(
-                        f"Image with digest '{manifest.digest}' and tag '{tag}' already exists "
-                        f"in the repository with name '{name}' in registry with id '{registry_id}'"
-                    )
-                if current is not None and repo.tag_is_immutable(tag):
-                    raise ImageTagAlreadyExists(tag, name)
-            elif existing is not None:
+            current = tx.get_tag(repo.id, tag) if tag is not None else None
+            already = current == manifest.digest if tag is not None else existing is not None
+            if already and not idempotent:
                 raise ImageAlreadyExists(
-                    f"Image with digest '{manifest.digest}' and tag 'null' already exists "
-                    f"in the repository with name '{name}' in registry with id '{registry_id}'"
+                    f"Image with digest '{manifest.digest}' and tag '{tag or 'null'}' already "
+                    f"exists in the repository with name '{name}' in registry with id "
+                    f"'{registry_id}'"
                 )
-            if existing is None:
-                existing = self._insert(tx, repo, manifest)
-            if tag is not None:
+            moving = tag is not None and current not in (None, manifest.digest)
+            if moving and tag is not None and repo.tag_is_immutable(tag):
+                raise ImageTagAlreadyExists(tag, name)
+            record = existing or self._insert(tx, repo, manifest)
+            if tag is not None and current != manifest.digest:
                 tx.set_tag(repo.id, tag, manifest.digest, self.clock())
-            return PutResult(repo, existing, tag)
+            return PutResult(repo, record, tag)
 
     def _insert(self, tx: Transaction, repo: Repository, manifest: Manifest) -> ImageRecord:
         size = manifest.size
@@ -338,21 +365,19 @@ class ImageService:
         outcomes: list[list[ImageId] | ImageFailure | _Refused] = []
         with self.meta.write() as tx:
             repo = require_repository(tx, registry_id, name)
-            resolved = [
-                (image_id, check_image_id(image_id) or resolve_id(tx, repo, image_id))
-                for image_id in image_ids
-            ]
+            snapshot, resolved = resolve_ids(tx, repo, image_ids, every_tag=True)
+            done = _Deletions(snapshot)
             for image_id, found in resolved:
                 if isinstance(found, ImageFailure):
                     outcomes.append(found)
                 else:
-                    outcomes.append(_delete_one(tx, repo, image_id, found))
+                    outcomes.append(_delete_one(tx, repo, image_id, found, done))
             waiting = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, _Refused)]
             while waiting:  # a list deleted in this call frees its children: retry them
                 for i in waiting:
                     image_id, found = resolved[i]
                     assert isinstance(found, Lookup)
-                    outcomes[i] = _delete_one(tx, repo, image_id, found)
+                    outcomes[i] = _delete_one(tx, repo, image_id, found, done)
                 still = [i for i in waiting if isinstance(outcomes[i], _Refused)]
                 if len(still) == len(waiting):
                     break
@@ -390,10 +415,8 @@ class ImageService:
         seen: set[tuple[str, str | None]] = set()
         with self.meta.read() as tx:
             repo = require_repository(tx, registry_id, name)
-            checked = _checked(image_ids)
-            snapshot = _snapshot(tx, repo, checked)
-        for image_id, failure in checked:
-            found = failure or resolve_id(snapshot, repo, image_id)
+            snapshot, resolved = resolve_ids(tx, repo, image_ids)
+        for image_id, found in resolved:
             if isinstance(found, ImageFailure):
                 if found not in failures:
                     failures.append(found)
@@ -415,7 +438,7 @@ class ImageService:
             for tag in found.tags:
                 if (record.digest, tag) not in seen:
                     seen.add((record.digest, tag))
-                    images.append(ResolvedImage(record, tag, served[0], served[1]))
+                    images.append(replace(served, tag=tag))
         return GetResult(repo, images, failures)
 
     def _serve(
@@ -426,27 +449,20 @@ class ImageService:
         tag: str | None,
         *,
         by_tag: bool,
-    ) -> tuple[bytes, str] | None:
+    ) -> ResolvedImage | None:
+        """The stored form, or a converted one reported under the digest of its bytes."""
         if accepted is None or image.media_type in accepted:
-            return image.manifest, image.media_type
+            return ResolvedImage(image, tag, image.manifest, image.media_type, image.digest)
         # By digest nothing is translated (the converter may only sign a schema 1 manifest, which
         # keeps its digest) and the stored manifest is served when no accepted form exists.
-        served = self.converter(image, accepted, repository, tag if by_tag else None)
-        if served is None and not by_tag:
-            return image.manifest, image.media_type
-        return served
-
-    def get_manifest(self, registry_id: str, name: str, reference: ImageId) -> ImageRecord:
-        """One image by tag or digest; raises RepositoryNotFound / ImageNotFound."""
-        with self.meta.read() as tx:
-            repo = require_repository(tx, registry_id, name)
-            found = check_image_id(reference) or resolve_id(tx, repo, reference)
-            record = (
-                None if isinstance(found, ImageFailure) else tx.get_image(repo.id, found.digest)
-            )
-        if record is None:
-            raise ImageNotFound(REASON_NOT_FOUND)
-        return record
+        converted = self.converter(image, accepted, repository, tag if by_tag else None)
+        if converted is None:
+            if by_tag:
+                return None
+            return ResolvedImage(image, tag, image.manifest, image.media_type, image.digest)
+        raw, media_type = converted
+        digest = image.digest if raw == image.manifest else served_digest(raw, media_type)
+        return ResolvedImage(image, tag, raw, media_type, digest)
 
     def list_images(
         self,
@@ -504,12 +520,10 @@ class ImageService:
             views: list[ImageView] = []
             with self.meta.read() as tx:
                 repo = require_repository(tx, registry_id, name)
-                checked = _checked(image_ids)
-                snapshot = _snapshot(tx, repo, checked, every_tag=True)
-            for image_id, failure in checked:
-                if failure and failure.code is not FailureCode.IMAGE_NOT_FOUND:
-                    raise InvalidParameter(failure.reason)
-                found = resolve_id(snapshot, repo, image_id)
+                snapshot, resolved = resolve_ids(tx, repo, image_ids, every_tag=True)
+            for image_id, found in resolved:
+                if isinstance(found, ImageFailure) and found.code in MALFORMED:
+                    raise InvalidParameter(found.reason)
                 record = (
                     None
                     if isinstance(found, ImageFailure)
@@ -551,71 +565,37 @@ class ImageService:
 
     # --- the registry (OCI Distribution) side ---------------------------------------------------
 
-    def push_manifest(
-        self,
-        registry_id: str,
-        name: str,
-        raw: bytes,
-        media_type: str | None,
-        tag: str | None,
-        digest: Digest | None,
-    ) -> PutResult:
-        """Store a manifest pushed to ``/v2/<name>/manifests/<tag or digest>``.
-
-        Like put_image, but idempotent as registries are: pushing bytes already stored, or a tag
-        at the manifest it already names, succeeds (also in immutable repositories). A push by
-        ``digest`` must match the bytes in that digest's algorithm; a sha512 push stores the
-        image under its sha512 digest. Raises RepositoryNotFound, TagInvalid,
-        ImageDigestDoesNotMatch, ManifestInvalid, LayersNotFound / ReferencedImagesNotFound
-        (unless lenient), ImageTagAlreadyExists (moving an immutable tag)."""
-        if tag is not None and not names.is_tag(tag):
-            raise TagInvalid(
-                f"The image tag '{tag}' is not valid: it must satisfy the regular expression "
-                f"'{names.TAG_PATTERN}' and be at most {names.TAG_MAX} characters long"
-            )
-        manifest = parse_manifest(raw, media_type)
-        if digest is not None:
-            actual = Digest.of(raw, digest.algorithm)
-            if actual != digest:
-                raise ImageDigestDoesNotMatch(
-                    f"Provided digest '{digest}' does not match the digest of the image "
-                    f"manifest '{actual}'"
-                )
-            manifest = replace(manifest, digest=str(digest))
-        with self.meta.write() as tx:
-            repo = require_repository(tx, registry_id, name)
-            current = tx.get_tag(repo.id, tag) if tag is not None else None
-            if current is not None and current != manifest.digest:
-                assert tag is not None
-                if repo.tag_is_immutable(tag):
-                    raise ImageTagAlreadyExists(tag, name)
-            record = tx.get_image(repo.id, manifest.digest) or self._insert(tx, repo, manifest)
-            if tag is not None and current != manifest.digest:
-                tx.set_tag(repo.id, tag, manifest.digest, self.clock())
-            return PutResult(repo, record, tag)
-
-    def pull_manifest(
-        self,
-        registry_id: str,
-        name: str,
-        reference: ImageId,
-        accepted: Sequence[str] | None,
-    ) -> ResolvedImage:
-        """The manifest a tag or digest names, served as BatchGetImage serves it (``accepted``
-        None: anything goes). One read (the store's joined lookup): it is the hottest path of
-        a pull. Raises RepositoryNotFound, ImageNotFound."""
+    def lookup(self, registry_id: str, name: str, reference: ImageId) -> ImageRecord:
+        """The image a tag or digest names (a /v2 pull), in one read (the store's joined
+        lookup): it is the hottest path of a pull. Raises RepositoryNotFound, ImageNotFound."""
         with self.meta.read() as tx:
             repo_id, record = tx.lookup_image(registry_id, name, reference.tag, reference.digest)
         if repo_id is None:
             raise RepositoryNotFound(name, registry_id)
         if record is None:
             raise ImageNotFound(REASON_NOT_FOUND)
-        served = self._serve(
-            record, accepted, name, reference.tag, by_tag=reference.tag is not None
-        )
+        return record
+
+    @staticmethod
+    def needs_negotiation(record: ImageRecord, accepted: Sequence[str] | None) -> bool:
+        """Whether serving ``record`` to a client accepting ``accepted`` may convert (read
+        blobs, sign): only then does :meth:`serve` do more than return the stored bytes."""
+        return accepted is not None and record.media_type not in accepted
+
+    def serve(
+        self,
+        record: ImageRecord,
+        accepted: Sequence[str] | None,
+        repository: str,
+        tag: str | None,
+    ) -> ResolvedImage:
+        """What a pull of ``record`` by ``tag`` (None: by digest) from ``repository`` serves to
+        a client accepting ``accepted`` (None: anything), as BatchGetImage serves it, with the
+        digest of the bytes served. Raises ImageNotFound when no accepted form exists."""
+        served = self._serve(record, accepted, repository, tag, by_tag=tag is not None)
         if served is None:
             raise ImageNotFound(REASON_NOT_FOUND)
-        return ResolvedImage(record, reference.tag, served[0], served[1])
+        return served
 
     def untag(self, registry_id: str, name: str, tag: str) -> str:
         """Remove a tag (the image stays, untagged if it was its last); return the digest it

@@ -208,7 +208,7 @@ def untag_resource(call: Call) -> Doc:
 def put_image(call: Call) -> Doc:
     p = call.params
     name = p["repositoryName"]
-    result = call.registry.images.put_image(
+    result = call.registry.images.store_manifest(
         call.registry_id(name),
         name,
         p["imageManifest"].encode("utf-8"),

@@ -9,7 +9,6 @@ from openecr.api.oci import render
 from openecr.api.oci.common import Context, parse_digest
 from openecr.domain import mediatypes as mt
 from openecr.domain import names
-from openecr.domain.conversion import served_digest
 from openecr.domain.digest import Digest
 from openecr.domain.model import ImageId
 from openecr.errors import ManifestTooLarge, TagInvalid
@@ -65,19 +64,14 @@ async def get(ctx: Context, name: str, reference: str) -> Response:
     registry_id = ctx.authorize(name, "BatchGetImage")
     accepted = accepted_types(ctx.request.headers.getlist("accept"))
     images = ctx.registry.images
-    wanted = ImageId(str(digest) if digest else None, tag)
-    image = images.pull_manifest(registry_id, name, wanted, None)  # the stored form
-    if accepted is not None and image.media_type not in accepted:
+    record = images.lookup(registry_id, name, ImageId(digest, tag))
+    if images.needs_negotiation(record, accepted):
         # negotiation (by tag a conversion, by digest at most signing schema 1) may read blobs
         # and store one: off the event loop
-        image = await anyio.to_thread.run_sync(
-            images.pull_manifest, registry_id, name, wanted, accepted
-        )
-    digest_of_body = image.image.digest
-    if image.manifest is not image.image.manifest and image.manifest != image.image.manifest:
-        # converted by tag (e.g. OCI to Docker v2): the header names the bytes served
-        digest_of_body = served_digest(image.manifest, image.media_type)
-    headers = {"Docker-Content-Digest": digest_of_body, "ETag": f'"{digest_of_body}"'}
+        image = await anyio.to_thread.run_sync(images.serve, record, accepted, name, tag)
+    else:
+        image = images.serve(record, accepted, name, tag)
+    headers = {"Docker-Content-Digest": image.digest, "ETag": f'"{image.digest}"'}
     return Response(image.manifest, 200, headers, media_type=image.media_type)
 
 
@@ -88,10 +82,13 @@ async def put(ctx: Context, name: str, reference: str) -> Response:
     declared = ctx.request.headers.get("content-type", "").partition(";")[0].strip().lower()
     media_type = declared if declared in mt.MANIFEST_TYPES else None
     images = ctx.registry.images
+    algorithm = digest.algorithm if digest is not None else "sha256"
     result = await ctx.push(
         registry_id,
         name,
-        lambda: images.push_manifest(registry_id, name, raw, media_type, tag, digest),
+        lambda: images.store_manifest(
+            registry_id, name, raw, media_type, tag, digest, idempotent=True, algorithm=algorithm
+        ),
     )
     stored = result.image.digest
     headers = {"Location": manifest_url(name, stored), "Docker-Content-Digest": stored}
