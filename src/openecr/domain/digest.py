@@ -11,7 +11,6 @@ ECR_DIGEST_PATTERN = "[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+"
 _ECR_DIGEST_RE = re.compile(r"[a-zA-Z0-9\-_+.]+:[a-fA-F0-9]+")
 
 # What openecr can store and verify: the OCI registered algorithms with their exact lengths.
-HASH_LENGTHS = {"sha256": 64, "sha512": 128}
 _STORABLE_RE = re.compile(r"(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})")
 
 
