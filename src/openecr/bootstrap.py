@@ -16,12 +16,12 @@ from openecr.api.http import Authenticator, create_app
 from openecr.backends.filesystem import FilesystemBlobStore
 from openecr.backends.sql import SqlMetadataStore
 from openecr.config import Config, from_env
-from openecr.domain.conversion import Schema1Signer
 from openecr.service.conversion import ManifestConverter
 from openecr.service.images import ImageService
 from openecr.service.layers import LayerService
 from openecr.service.registry import Registry, Settings
 from openecr.service.repositories import RepositoryService
+from openecr.service.schema1_signing import Schema1Signer
 from openecr.service.tokens import TokenService
 
 
