@@ -110,9 +110,10 @@ class OpenEcrError(Exception):
 
 class InvalidParameter(OpenEcrError):
     """A request parameter that breaks a constraint. On the OCI API it is ``UNSUPPORTED`` with
-    400 (the spec: "the operation was unsupported due to a missing implementation or invalid
-    set of parameters"), unless a subclass names the parameter's own code: the repository name
-    (``NAME_INVALID``), a tag (``TAG_INVALID``), a digest (``DIGEST_INVALID``), ..."""
+    400 (the OCI distribution spec: "the operation was unsupported due to a missing
+    implementation or invalid set of parameters"), unless a subclass names the parameter's own
+    code: the repository name (``NAME_INVALID``), a tag (``TAG_INVALID``), a digest
+    (``DIGEST_INVALID``), ..."""
 
     ecr_type = "InvalidParameterException"
     ecr_status = 400
