@@ -15,7 +15,7 @@ import botocore.session
 import httpx
 import pytest
 
-from conftest import Server, free_port
+from conftest import Server, free_port, make_image
 
 PREFIX = "AmazonEC2ContainerRegistry_V20150921"
 CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -438,19 +438,26 @@ def test_hostile_arns(unchanged: Server, arn: str) -> None:
     assert_error(response, "InvalidParameterException")
 
 
+@pytest.fixture(scope="module")
+def valid_manifest(hostile: Server) -> str:
+    """A manifest whose config and layer are uploaded to hostile/base: PutImage would store it,
+    so a refusal is about the other parameters only. Uploaded blobs are no part of ``state``."""
+    return make_image(hostile.client(), "hostile/base", seed="hostile tags").decode()
+
+
 @pytest.mark.parametrize(
     "tag",
     ["../latest", "v1\u0000", "t" * 301, "t" * 100_000, "\u00fcber", "a b", "a/b", ""],
     ids=lambda t: repr(t[:16]),
 )
-def test_hostile_image_tags(unchanged: Server, tag: str) -> None:
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": "x", "layers": []})
+def test_hostile_image_tags(unchanged: Server, valid_manifest: str, tag: str) -> None:
     response = call(
         unchanged,
         "PutImage",
-        {"repositoryName": "hostile/base", "imageManifest": manifest, "imageTag": tag},
+        {"repositoryName": "hostile/base", "imageManifest": valid_manifest, "imageTag": tag},
     )
-    assert_error(response, "InvalidParameterException")
+    message = assert_error(response, "InvalidParameterException")
+    assert "'imageTag'" in message
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """BatchGetImage and BatchDeleteImage against a running server, row by row of the spec.
 
-Every case names the row of ``docs/ecr-behaviour.md`` (the shared spec) it covers. Requests go
-through boto3 with client-side validation off, so the server sees what botocore would refuse.
+Every case names the row of ``docs/ecr-behaviour.md`` (the spec, kept in this repository) it
+covers. Requests go through boto3 with client-side validation off, so the server sees what
+botocore would refuse.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""openecr: a self-hostable container registry that speaks Amazon ECR's API."""
+"""openecr: a self-hostable container registry that speaks Amazon ECR's API and the OCI
+Distribution API."""
 
 from __future__ import annotations
 

@@ -23,7 +23,6 @@ from openecr.backends.filesystem import FilesystemBlobDriver
 from openecr.backends.memory_blobs import MemoryBlobDriver
 from openecr.backends.sql import SqlMetadataStore
 from openecr.config import Config, ConfigError, from_env
-from openecr.domain.conversion import Schema1Signer
 from openecr.ports.blobs import BlobDriver
 from openecr.ports.metadata import MetadataStore
 from openecr.service.blobs import BlobService
@@ -32,6 +31,7 @@ from openecr.service.conversion import ManifestConverter
 from openecr.service.images import ImageService
 from openecr.service.registry import Registry, Settings
 from openecr.service.repositories import RepositoryService
+from openecr.service.schema1_signing import Schema1Signer
 from openecr.service.tokens import TokenService
 
 T = TypeVar("T")

@@ -10,10 +10,11 @@ renders on both wire protocols, so each API maps errors in exactly one place:
 Tree (indentation is inheritance)::
 
     OpenEcrError                      ServerException / UNKNOWN
-      InvalidParameter                InvalidParameterException
+      InvalidParameter                InvalidParameterException / UNSUPPORTED (400)
         SerializationError            SerializationException
-        RequestTooLarge               (413)
+        RequestTooLarge               (413) / SIZE_INVALID
         InvalidTagParameter           InvalidTagParameterException
+        NameInvalid                   InvalidParameterException / NAME_INVALID
         DigestInvalid                 InvalidParameterException / DIGEST_INVALID
         TagInvalid                    InvalidParameterException / TAG_INVALID
         RangeNotSatisfiable           InvalidParameterException / RANGE_INVALID
@@ -108,14 +109,28 @@ class OpenEcrError(Exception):
 
 
 class InvalidParameter(OpenEcrError):
+    """A request parameter that breaks a constraint. On the OCI API it is ``UNSUPPORTED`` with
+    400 (the OCI distribution spec: "the operation was unsupported due to a missing
+    implementation or invalid set of parameters"), unless a subclass names the parameter's own
+    code: the repository name (``NAME_INVALID``), a tag (``TAG_INVALID``), a digest
+    (``DIGEST_INVALID``), ..."""
+
     ecr_type = "InvalidParameterException"
     ecr_status = 400
-    oci_code = OciCode.NAME_INVALID
+    oci_code = OciCode.UNSUPPORTED
+    oci_status: ClassVar[int | None] = 400  # UNSUPPORTED's own 405: a method a route lacks
 
     @classmethod
     def constraint(cls, field: str, constraint: str) -> InvalidParameter:
-        """ECR's wording: ``Invalid parameter at '<field>' failed to satisfy constraint``."""
-        return cls(f"Invalid parameter at '{field}' failed to satisfy constraint: '{constraint}'")
+        """ECR's wording: ``Invalid parameter at '<field>' failed to satisfy constraint``.
+
+        On ``InvalidParameter`` itself the class follows the field (see ``_BY_FIELD``), so
+        that ``constraint("repositoryName", ...)`` answers ``NAME_INVALID`` on the OCI API;
+        the ECR rendering is the same for all of them."""
+        message = f"Invalid parameter at '{field}' failed to satisfy constraint: '{constraint}'"
+        if cls is InvalidParameter:
+            return _BY_FIELD.get(field, InvalidParameter)(message)
+        return cls(message)
 
 
 class SerializationError(InvalidParameter):
@@ -129,6 +144,12 @@ class RequestTooLarge(InvalidParameter):
 
 class InvalidTagParameter(InvalidParameter):
     ecr_type = "InvalidTagParameterException"
+
+
+class NameInvalid(InvalidParameter):
+    """A repository name that is not one."""
+
+    oci_code = OciCode.NAME_INVALID
 
 
 class DigestInvalid(InvalidParameter):
@@ -147,12 +168,23 @@ class RangeNotSatisfiable(InvalidParameter):
     """A ``Range`` header that does not fit the blob."""
 
     oci_code = OciCode.RANGE_INVALID
+    oci_status = None  # RANGE_INVALID's own 416, not InvalidParameter's 400
 
 
 class PaginationInvalid(InvalidParameter):
     """A page size (``n``) that is not a non-negative integer."""
 
     oci_code = OciCode.PAGINATION_NUMBER_INVALID
+
+
+# The subclass InvalidParameter.constraint raises for a field: its OCI code.
+_BY_FIELD: dict[str, type[InvalidParameter]] = {
+    "repositoryName": NameInvalid,
+    "imageTag": TagInvalid,
+    "imageDigest": DigestInvalid,
+    "layerDigest": DigestInvalid,
+    "layerDigests": DigestInvalid,
+}
 
 
 class UnknownOperation(OpenEcrError):

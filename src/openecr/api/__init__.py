@@ -1,1 +1,2 @@
-"""Wire protocols: the ECR JSON 1.1 API and (later) the OCI Distribution API."""
+"""Wire protocols: the ECR JSON 1.1 API (``api.ecr``) and the OCI Distribution API under ``/v2/``
+(``api.oci``), served together by ``api.http``."""

@@ -119,7 +119,6 @@ class EcrEndpoint:
             account=account,
             host=headers.get("host", "localhost"),
             scheme=scope.get("scheme", "http"),
-            authenticated=registry.settings.authenticate,
         )
         target = headers.get("x-amz-target")
         if protocol.runs_inline(target):

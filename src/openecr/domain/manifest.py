@@ -157,8 +157,3 @@ def _schema1(raw: bytes, doc: dict[str, Any], media_type: str, digest: str) -> M
             raise _invalid(f"fsLayers[{i}] has an invalid blobSum")
         seen.setdefault(blob, Descriptor(mt.DOCKER_LAYER, blob, 0))
     return Manifest(raw, media_type, digest, None, tuple(seen.values()), (), None, None)
-
-
-def config_media_type(manifest: Manifest) -> str | None:
-    """ECR's ``artifactMediaType``: the config's media type, when there is a config."""
-    return manifest.config.media_type if manifest.config else None

@@ -35,6 +35,7 @@ from openecr.errors import OpenEcrError
 from openecr.ports.metadata import MetadataStore
 from openecr.service.blobstore import BlobStore
 from openecr.service.common import Clock, utcnow
+from openecr.service.schema1_signing import Schema1Signer
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class ManifestConverter:
         self,
         meta: MetadataStore,
         blobs: BlobStore,
-        signer: conv.Schema1Signer,
+        signer: Schema1Signer,
         clock: Clock = utcnow,
     ) -> None:
         self.meta = meta

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from typing import TypeVar
 
+from openecr.domain import b64url
 from openecr.errors import InvalidParameter
 
 K = TypeVar("K", str, int)
@@ -21,15 +21,14 @@ def encode_token(key: str | int, scope: str = "") -> str:
     if scope:
         doc["in"] = scope
     raw = json.dumps(doc, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return b64url.encode(raw)
 
 
 def decode_token(token: str, kind: type[K], scope: str = "") -> K:
     """The key inside ``token``; raises InvalidParameter for anything this server did not issue
     for ``scope``."""
     try:
-        padded = token + "=" * (-len(token) % 4)
-        doc = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        doc = json.loads(b64url.decode(token))
         value = doc["after"] if doc.get("in", "") == scope else None
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError, binascii.Error):
         value = None

@@ -45,4 +45,3 @@ class Caller:
     account: str
     host: str  # the Host the request arrived on
     scheme: str = "http"
-    authenticated: bool = False

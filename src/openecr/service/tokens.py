@@ -14,19 +14,12 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from openecr.domain import b64url
 from openecr.errors import AccessDenied
 from openecr.service.common import Clock, utcnow
 
 TOKEN_LIFETIME = timedelta(hours=12)
 URL_LIFETIME = timedelta(hours=1)
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +39,11 @@ class TokenService:
         self.clock = clock
 
     def _mac(self, message: str) -> str:
-        return _b64(hmac.new(self._secret, message.encode(), hashlib.sha256).digest())
+        return b64url.encode(hmac.new(self._secret, message.encode(), hashlib.sha256).digest())
 
     def issue(self, account: str) -> IssuedToken:
         expires = self.clock() + TOKEN_LIFETIME
-        payload = _b64(
+        payload = b64url.encode(
             json.dumps(
                 {"a": account, "e": int(expires.timestamp())}, separators=(",", ":")
             ).encode()
@@ -61,7 +54,7 @@ class TokenService:
         """The account a password was issued to; raises AccessDenied if forged or expired."""
         try:
             version, payload, mac = password.split(".")
-            data = json.loads(_unb64(payload))
+            data = json.loads(b64url.decode(payload))
             account, expires = str(data["a"]), int(data["e"])
         except (ValueError, KeyError, TypeError, binascii.Error):
             raise AccessDenied("Your authorization token is invalid.") from None
