@@ -45,7 +45,13 @@ def test_environment_configures_the_same_settings(make_server: ServerFactory) ->
 
 
 def test_bad_settings_are_refused_at_startup(tmp_path: Path) -> None:
-    for args in (["--account-id", "12345"], ["--registry-host", "{nope}.example"]):
+    for args in (
+        ["--account-id", "12345"],
+        ["--registry-host", "{nope}.example"],
+        ["--blob-store", "gopher://blobs"],
+        ["--blob-store", "file://host/relative"],
+        ["--database-url", "oracle://db"],
+    ):
         result = subprocess.run(
             [str(VENV_BIN / "openecr"), "serve", "--data-dir", str(tmp_path), *args],
             capture_output=True,
@@ -54,3 +60,44 @@ def test_bad_settings_are_refused_at_startup(tmp_path: Path) -> None:
         )
         assert result.returncode == 2
         assert result.stderr.startswith("openecr: ")
+
+
+def test_blob_store_by_url(make_server: ServerFactory, tmp_path: Path) -> None:
+    """``--blob-store file:///elsewhere`` keeps blobs there; ``memory://`` keeps them in the
+    process, and they are gone after a restart while the metadata stays."""
+    import httpx
+
+    elsewhere = tmp_path / "blobs-elsewhere"
+    on_disk = make_server("--blob-store", elsewhere.as_uri())
+    data = b"blob bytes for the store by url"
+    digest = _push_blob(on_disk.endpoint, data)
+    assert httpx.get(f"{on_disk.endpoint}/v2/urls/blobs/{digest}").content == data
+    assert (elsewhere / "blobs" / "sha256" / digest[7:9] / digest[7:]).read_bytes() == data
+
+    in_memory = make_server("--blob-store", "memory://")
+    digest = _push_blob(in_memory.endpoint, data)
+    assert httpx.get(f"{in_memory.endpoint}/v2/urls/blobs/{digest}").content == data
+    assert not (in_memory.data_dir / "blobs" / "sha256").exists()
+    in_memory.restart()
+    lost = httpx.get(f"{in_memory.endpoint}/v2/urls/blobs/{digest}")
+    assert lost.status_code == 404  # the link survived in SQLite, the bytes did not
+    assert lost.json()["errors"][0]["code"] == "BLOB_UNKNOWN"
+
+
+def _push_blob(endpoint: str, data: bytes) -> str:
+    import hashlib
+
+    import boto3
+    import httpx
+
+    boto3.client(
+        "ecr",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="secret",
+    ).create_repository(repositoryName="urls")
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    done = httpx.post(f"{endpoint}/v2/urls/blobs/uploads/", params={"digest": digest}, content=data)
+    assert done.status_code == 201
+    return digest
