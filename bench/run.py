@@ -23,7 +23,7 @@ from bench import report
 from bench.common import CACHE, RESULTS, ROOT, Settings, pinned_cpus
 from bench.context import Context
 from bench.scenarios import batch, blobs, manifests, rss, scale, skopeo
-from bench.servers import ALL, missing_tools
+from bench.servers import ALL, DEFAULT, missing_tools
 
 SCENARIOS: dict[str, ModuleType] = {
     "batch": batch,
@@ -43,7 +43,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--servers",
-        help="comma-separated, from " + ",".join(ALL) + " (default: all; openecr with --quick)",
+        help="comma-separated, from "
+        + ",".join(ALL)
+        + " (default: all but baseline; openecr with --quick)",
     )
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help="comma-separated subset, in order"
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = replace(settings, reps=args.reps)
     if args.duration:
         settings = replace(settings, duration=args.duration)
-    default_servers = "openecr" if args.quick else ",".join(ALL)
+    default_servers = "openecr" if args.quick else ",".join(DEFAULT)
     names = tuple(n for n in (args.servers or default_servers).split(",") if n)
     chosen = [s for s in args.scenarios.split(",") if s]
     unknown = [n for n in names if n not in ALL] + [s for s in chosen if s not in SCENARIOS]

@@ -213,9 +213,12 @@ class Openecr(Server):
     ecr = True
     v2 = True
 
+    def executable(self) -> str:
+        return str(Path(sys.executable).parent / "openecr")
+
     def command(self) -> list[str]:
         return [
-            str(Path(sys.executable).parent / "openecr"),
+            self.executable(),
             "serve",
             "--host",
             "127.0.0.1",
@@ -230,6 +233,17 @@ class Openecr(Server):
 
     def ready(self, client: httpx.Client) -> bool:
         return client.get(f"{self.endpoint}/openecr/health").status_code == 200
+
+
+class Baseline(Openecr):
+    """Another build of openecr (``BENCH_BASELINE``: the path of its ``openecr`` executable,
+    e.g. a checkout of an earlier commit with its own venv), measured in the same run: the
+    ``vs baseline`` column compares this build with it."""
+
+    name = "baseline"
+
+    def executable(self) -> str:
+        return os.environ["BENCH_BASELINE"]
 
 
 class Moto(Server):
@@ -281,7 +295,11 @@ class Distribution(Server):
         return ["docker-registry", "serve", str(config)]
 
 
-ALL: dict[str, type[Server]] = {cls.name: cls for cls in (Openecr, Moto, Ministack, Distribution)}
+ALL: dict[str, type[Server]] = {
+    cls.name: cls for cls in (Openecr, Baseline, Moto, Ministack, Distribution)
+}
+# what runs when --servers is not given (the baseline only when asked for)
+DEFAULT = ("openecr", "moto", "ministack", "distribution")
 
 
 def missing_tools(names: Sequence[str]) -> list[str]:
@@ -291,6 +309,8 @@ def missing_tools(names: Sequence[str]) -> list[str]:
         missing.append(str(CACHE / "moto"))
     if "ministack" in names and not (CACHE / "ministack" / "bin" / "ministack").exists():
         missing.append(str(CACHE / "ministack"))
+    if "baseline" in names and not os.environ.get("BENCH_BASELINE"):
+        missing.append("BENCH_BASELINE (an openecr executable to compare with)")
     if "distribution" in names and shutil.which("docker-registry") is None:
         missing.append("docker-registry")
     for tool in ("wrk", "skopeo", "taskset"):
