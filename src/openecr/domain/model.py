@@ -64,7 +64,6 @@ class ImageRecord:
     size: int
     pushed_at: datetime
     subject: str | None = None
-    last_pull: datetime | None = None
     seq: int = 0  # the store's push-order key, for pagination
 
 
@@ -111,12 +110,22 @@ class BlobInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class UploadState:
+    """A blob store's state of one upload session: opaque to all but the store that made it,
+    persisted by the metadata store between requests."""
+
+    key: str  # the store's name for the session's bytes
+    size: int  # bytes received so far
+    token: str  # renewed by every write: names exactly the bytes ``size`` counts
+    extra: str = ""  # whatever else the store needs (JSON), e.g. part ETags
+
+
+@dataclass(frozen=True, slots=True)
 class UploadSession:
     id: str
     repository_id: int
     created_at: datetime
-    size: int = 0
-    parts: int = 0
+    state: UploadState
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,11 +160,3 @@ class ResolvedImage:
     tag: str | None
     manifest: bytes
     media_type: str
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """A page of results and the opaque key to continue after, if any."""
-
-    items: tuple[object, ...]
-    next_key: str | None

@@ -20,6 +20,7 @@ from openecr.domain.model import (
     Repository,
     TagMutability,
     UploadSession,
+    UploadState,
 )
 
 
@@ -145,13 +146,20 @@ class Transaction(Protocol):
         ...
 
     # uploads
-    def create_upload(self, upload: UploadSession) -> None: ...
+    def create_upload(self, upload: UploadSession) -> None:
+        """Record a new session (its id is unused)."""
+        ...
 
     def get_upload(self, upload_id: str) -> UploadSession | None: ...
 
-    def update_upload(self, upload_id: str, size: int, parts: int) -> None: ...
+    def update_upload(self, upload_id: str, expected_token: str, state: UploadState) -> bool:
+        """Replace the session's state if its token is still ``expected_token``; return
+        whether it did: False when the session is gone or another write changed it first."""
+        ...
 
-    def delete_upload(self, upload_id: str) -> None: ...
+    def delete_upload(self, upload_id: str) -> None:
+        """Forget the session (nothing when it is gone)."""
+        ...
 
     # resource tags
     def get_resource_tags(self, repo_id: int) -> list[tuple[str, str]]: ...

@@ -93,7 +93,6 @@ IMAGE_COLUMNS = (
     images.c.size,
     images.c.pushed_at,
     images.c.subject,
-    images.c.last_pull,
 )
 
 GET_REPOSITORY = Prepared(

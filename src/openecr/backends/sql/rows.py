@@ -14,8 +14,8 @@ def ts(value: datetime) -> float:
     return value.timestamp()
 
 
-def dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
+def dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
 
 
 def repository_from(row: Sequence[Any]) -> Repository:
@@ -29,7 +29,7 @@ def repository_from(row: Sequence[Any]) -> Repository:
         id=id_,
         registry_id=registry_id,
         name=name,
-        created_at=datetime.fromtimestamp(created_at, UTC),
+        created_at=dt(created_at),
         tag_mutability=TagMutability(mutability),
         exclusion_filters=filters,
         scan_on_push=bool(scan),
@@ -40,7 +40,7 @@ def repository_from(row: Sequence[Any]) -> Repository:
 
 def image_from(row: Sequence[Any]) -> ImageRecord:
     """An ImageRecord from a row of ``IMAGE_COLUMNS``."""
-    seq, repo_id, digest, manifest, media_type, artifact_type, size, pushed, subject, pull = row
+    seq, repo_id, digest, manifest, media_type, artifact_type, size, pushed, subject = row
     return ImageRecord(
         repository_id=repo_id,
         digest=digest,
@@ -48,9 +48,8 @@ def image_from(row: Sequence[Any]) -> ImageRecord:
         media_type=media_type,
         artifact_media_type=artifact_type,
         size=size,
-        pushed_at=datetime.fromtimestamp(pushed, UTC),
+        pushed_at=dt(pushed),
         subject=subject,
-        last_pull=dt(pull),
         seq=seq,
     )
 

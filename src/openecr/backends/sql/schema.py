@@ -1,7 +1,8 @@
 """The tables of the SQL metadata store (created with ``create_all``: no migrations yet).
 
 Timestamps are float seconds since the epoch (UTC). Rows of a repository carry its id; no
-foreign keys are declared, so deleting a repository deletes its rows explicitly.
+foreign keys are declared, so deleting a repository deletes its rows explicitly. The images
+table of older data dirs still has a ``last_pull`` column, never written, that nothing reads.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Double,
+    Engine,
     Index,
     Integer,
     LargeBinary,
@@ -51,7 +53,6 @@ images = Table(
     Column("size", BigInteger, nullable=False),
     Column("pushed_at", Double, nullable=False),
     Column("subject", String(140)),
-    Column("last_pull", Double),
     UniqueConstraint("repository_id", "digest", name="uq_image_digest"),
     Index("ix_images_subject", "repository_id", "subject"),
 )
@@ -93,14 +94,17 @@ blob_links = Table(
     PrimaryKeyConstraint("repository_id", "digest"),
 )
 
-uploads = Table(
-    "uploads",
+# one row per open upload session; the blob store's state of it is opaque here
+upload_sessions = Table(
+    "upload_sessions",
     metadata,
     Column("id", String(64), primary_key=True),
     Column("repository_id", Integer, nullable=False),
     Column("created_at", Double, nullable=False),
-    Column("size", BigInteger, nullable=False, default=0),
-    Column("parts", Integer, nullable=False, default=0),
+    Column("store_key", String(1024), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("token", String(256), nullable=False),
+    Column("extra", Text, nullable=False, default=""),
 )
 
 resource_tags = Table(
@@ -111,3 +115,15 @@ resource_tags = Table(
     Column("value", String(256), nullable=False),
     PrimaryKeyConstraint("repository_id", "key"),
 )
+
+
+# tables of earlier versions that ``create_schema`` drops (their rows are given up)
+DROPPED_TABLES = ("uploads",)  # upload sessions before UploadState (size and parts only)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the missing tables and drop those of ``DROPPED_TABLES`` (idempotent)."""
+    with engine.begin() as conn:
+        for name in DROPPED_TABLES:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+    metadata.create_all(engine)

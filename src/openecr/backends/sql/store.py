@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
 
-from openecr.backends.sql.schema import metadata
+from openecr.backends.sql.schema import create_schema
 from openecr.backends.sql.transaction import SqlTransaction
 
 WRITE_LOCK_KEY = 0x6F70656E656372  # "openecr": the advisory lock PostgreSQL writers take
@@ -33,12 +32,7 @@ class SqlMetadataStore:
         self._reader = self._engine(immediate=False)
         self._writer = self._engine(immediate=True) if self._is_sqlite else self._reader
         self._idle: list[Connection] = []  # list.pop/append are atomic: no lock needed
-        metadata.create_all(self._writer)
-
-    @classmethod
-    def sqlite(cls, path: Path) -> SqlMetadataStore:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return cls(f"sqlite:///{path}")
+        create_schema(self._writer)
 
     def _engine(self, *, immediate: bool) -> Engine:
         engine = create_engine(self.url, pool_size=8, max_overflow=16)

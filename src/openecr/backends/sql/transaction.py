@@ -32,7 +32,7 @@ from openecr.backends.sql.schema import (
     repositories,
     resource_tags,
     tags,
-    uploads,
+    upload_sessions,
 )
 from openecr.domain.model import (
     BlobInfo,
@@ -43,6 +43,7 @@ from openecr.domain.model import (
     Repository,
     TagMutability,
     UploadSession,
+    UploadState,
 )
 
 
@@ -95,7 +96,7 @@ class SqlTransaction:
         )
 
     def delete_repository(self, repo_id: int) -> None:
-        for table in (images, tags, image_refs, blob_links, uploads, resource_tags):
+        for table in (images, tags, image_refs, blob_links, upload_sessions, resource_tags):
             self.conn.execute(delete(table).where(table.c.repository_id == repo_id))
         self.conn.execute(delete(repositories).where(repositories.c.id == repo_id))
 
@@ -288,31 +289,38 @@ class SqlTransaction:
 
     # uploads
     def create_upload(self, upload: UploadSession) -> None:
+        state = upload.state
         self.conn.execute(
-            insert(uploads).values(
+            insert(upload_sessions).values(
                 id=upload.id,
                 repository_id=upload.repository_id,
                 created_at=ts(upload.created_at),
-                size=upload.size,
-                parts=upload.parts,
+                store_key=state.key,
+                size=state.size,
+                token=state.token,
+                extra=state.extra,
             )
         )
 
     def get_upload(self, upload_id: str) -> UploadSession | None:
-        row = self.conn.execute(select(uploads).where(uploads.c.id == upload_id)).first()
+        row = self.conn.execute(
+            select(upload_sessions).where(upload_sessions.c.id == upload_id)
+        ).first()
         if row is None:
             return None
-        created = dt(row.created_at)
-        assert created is not None
-        return UploadSession(row.id, row.repository_id, created, row.size, row.parts)
+        state = UploadState(row.store_key, row.size, row.token, row.extra)
+        return UploadSession(row.id, row.repository_id, dt(row.created_at), state)
 
-    def update_upload(self, upload_id: str, size: int, parts: int) -> None:
-        self.conn.execute(
-            update(uploads).where(uploads.c.id == upload_id).values(size=size, parts=parts)
+    def update_upload(self, upload_id: str, expected_token: str, state: UploadState) -> bool:
+        result = self.conn.execute(
+            update(upload_sessions)
+            .where(upload_sessions.c.id == upload_id, upload_sessions.c.token == expected_token)
+            .values(store_key=state.key, size=state.size, token=state.token, extra=state.extra)
         )
+        return bool(result.rowcount)
 
     def delete_upload(self, upload_id: str) -> None:
-        self.conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+        self.conn.execute(delete(upload_sessions).where(upload_sessions.c.id == upload_id))
 
     # resource tags
     def get_resource_tags(self, repo_id: int) -> list[tuple[str, str]]:
