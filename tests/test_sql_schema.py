@@ -20,7 +20,7 @@ CREATE TABLE uploads (
     id VARCHAR(64) NOT NULL PRIMARY KEY, repository_id INTEGER NOT NULL,
     created_at FLOAT NOT NULL, size BIGINT NOT NULL, parts INTEGER NOT NULL
 );
-INSERT INTO images VALUES (7, 1, 'sha256:aa', X'7B7D', 'application/json', NULL, 2, 0.5, NULL, NULL);
+INSERT INTO images VALUES (7, 1, 'sha256:aa', X'7B7D', 'text/json', NULL, 2, 0.5, NULL, NULL);
 INSERT INTO uploads VALUES ('open', 1, 0.5, 10, 1);
 """
 

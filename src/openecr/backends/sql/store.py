@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, func, select
 
 from openecr.backends.sql.schema import create_schema
 from openecr.backends.sql.transaction import SqlTransaction
+from openecr.ports.metadata import MetadataStore
 
 WRITE_LOCK_KEY = 0x6F70656E656372  # "openecr": the advisory lock PostgreSQL writers take
 
@@ -88,3 +89,8 @@ class SqlMetadataStore:
         self._reader.dispose()
         if self._writer is not self._reader:
             self._writer.dispose()
+
+
+def _conforms(store: SqlMetadataStore) -> MetadataStore:
+    """Never called: mypy checks here that the class matches the port."""
+    return store
