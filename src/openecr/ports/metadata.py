@@ -147,7 +147,7 @@ class Transaction(Protocol):
 
     # uploads
     def create_upload(self, upload: UploadSession) -> None:
-        """Record a new session (its id is unused)."""
+        """Record a new session (its id must be new: a taken one fails)."""
         ...
 
     def get_upload(self, upload_id: str) -> UploadSession | None: ...
