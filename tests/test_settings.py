@@ -101,3 +101,18 @@ def _push_blob(endpoint: str, data: bytes) -> str:
     done = httpx.post(f"{endpoint}/v2/urls/blobs/uploads/", params={"digest": digest}, content=data)
     assert done.status_code == 201
     return digest
+
+
+def test_a_registry_wholly_in_memory(make_server: ServerFactory) -> None:
+    """``--database-url memory:// --blob-store memory://``: a throwaway registry (for test
+    suites) that writes nothing to its data directory but its keys, and forgets on restart."""
+    server = make_server("--database-url", "memory://", "--blob-store", "memory://")
+    data = b"kept in memory"
+    digest = _push_blob(server.endpoint, data)
+    import httpx
+
+    assert httpx.get(f"{server.endpoint}/v2/urls/blobs/{digest}").content == data
+    assert not (server.data_dir / "metadata.db").exists()
+    assert not (server.data_dir / "blobs" / "sha256").exists()
+    server.restart()
+    assert server.client().describe_repositories()["repositories"] == []

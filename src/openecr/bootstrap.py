@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from openecr.api.http import Authenticator, create_app
 from openecr.backends.filesystem import FilesystemBlobDriver
 from openecr.backends.memory_blobs import MemoryBlobDriver
+from openecr.backends.memory_metadata import MemoryMetadataStore
 from openecr.backends.sql import SqlMetadataStore
 from openecr.config import Config, ConfigError, from_env
 from openecr.ports.blobs import BlobDriver
@@ -98,6 +99,7 @@ def _file_driver(url: str) -> BlobDriver:
 METADATA_BACKENDS: dict[str, Callable[[str], MetadataStore]] = {
     "sqlite": SqlMetadataStore,
     "postgresql": SqlMetadataStore,
+    "memory": lambda _url: MemoryMetadataStore(),
 }
 BLOB_BACKENDS: dict[str, Callable[[str], BlobDriver]] = {
     "file": _file_driver,

@@ -30,7 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=5000, help="port to listen on")
     parser.add_argument("--data-dir", help="where metadata and blobs live (./.openecr)")
-    parser.add_argument("--database-url", help="SQLAlchemy URL of the metadata store")
+    parser.add_argument(
+        "--database-url",
+        help="the metadata store: sqlite:///path (default: in the data dir) "
+        "or memory:// (for tests)",
+    )
     parser.add_argument(
         "--blob-store",
         help="where blobs live: file:///path (default: the data dir) or memory:// (for tests)",

@@ -64,7 +64,6 @@ class ImageRecord:
     size: int
     pushed_at: datetime
     subject: str | None = None
-    last_pull: datetime | None = None
     seq: int = 0  # the store's push-order key, for pagination
 
 
@@ -163,11 +162,3 @@ class ResolvedImage:
     manifest: bytes
     media_type: str
     digest: str
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """A page of results and the opaque key to continue after, if any."""
-
-    items: tuple[object, ...]
-    next_key: str | None

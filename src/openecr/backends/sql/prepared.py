@@ -1,0 +1,189 @@
+"""The hot reads, compiled once per dialect and run on the connection's DBAPI cursor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, func, select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import Select
+
+from openecr.backends.sql.schema import blob_links, blobs, images, repositories, tags
+
+
+class Prepared:
+    """A SELECT compiled once per dialect and run on the connection's DBAPI cursor.
+
+    The hot reads (every pull, every BatchGetImage) skip SQLAlchemy's per-execution work
+    (statement building, cache keys, result metadata), which costs several times the query
+    itself on SQLite. Parameters are the statement's ``bindparam`` names; rows are plain
+    tuples in the order of the selected columns. The statement only uses types whose values
+    the DBAPI drivers take and return as they are (integers, floats, strings, bytes)."""
+
+    __slots__ = ("_compiled", "statement")
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+
+    def _compile(self, dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            compiled = self.statement.compile(dialect=dialect)
+            positions = tuple(compiled.positiontup or ()) if compiled.positional else None
+            found = self._compiled[dialect.name] = (str(compiled), positions)
+        return found
+
+    def rows(self, conn: Connection, **params: Any) -> Sequence[Any]:
+        sql, positions = self._compile(conn.dialect)
+        cursor = conn.connection.cursor()
+        try:
+            if positions is None:
+                cursor.execute(sql, params)
+            else:
+                cursor.execute(sql, tuple(params[name] for name in positions))
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+    def first(self, conn: Connection, **params: Any) -> Any:
+        found = self.rows(conn, **params)
+        return found[0] if found else None
+
+
+def _in(column: Any, prefix: str, count: int) -> Any:
+    """``column IN (:prefix0, ..., :prefix<count-1>)``."""
+    return column.in_([bindparam(f"{prefix}{i}") for i in range(count)])
+
+
+def numbered(prefix: str, values: Sequence[str]) -> dict[str, str]:
+    """The parameters of an IN list built with ``prefix``."""
+    return {f"{prefix}{i}": value for i, value in enumerate(values)}
+
+
+# an IN list of at most this many values per statement (SQLite allows 32,766 variables)
+IN_CHUNK = 500
+
+
+def chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), IN_CHUNK):
+        yield values[start : start + IN_CHUNK]
+
+
+REPOSITORY_COLUMNS = (
+    repositories.c.id,
+    repositories.c.registry_id,
+    repositories.c.name,
+    repositories.c.created_at,
+    repositories.c.tag_mutability,
+    repositories.c.exclusion_filters,
+    repositories.c.scan_on_push,
+    repositories.c.encryption_type,
+    repositories.c.kms_key,
+)
+IMAGE_COLUMNS = (
+    images.c.id,
+    images.c.repository_id,
+    images.c.digest,
+    images.c.manifest,
+    images.c.media_type,
+    images.c.artifact_media_type,
+    images.c.size,
+    images.c.pushed_at,
+    images.c.subject,
+)
+
+GET_REPOSITORY = Prepared(
+    select(*REPOSITORY_COLUMNS).where(
+        repositories.c.registry_id == bindparam("registry_id"),
+        repositories.c.name == bindparam("name"),
+    )
+)
+GET_IMAGE = Prepared(
+    select(*IMAGE_COLUMNS).where(
+        images.c.repository_id == bindparam("repo_id"), images.c.digest == bindparam("digest")
+    )
+)
+GET_TAG = Prepared(
+    select(tags.c.digest).where(
+        tags.c.repository_id == bindparam("repo_id"), tags.c.tag == bindparam("tag")
+    )
+)
+TAGS_OF = Prepared(
+    select(tags.c.tag)
+    .where(tags.c.repository_id == bindparam("repo_id"), tags.c.digest == bindparam("digest"))
+    .order_by(tags.c.set_at.desc(), tags.c.tag)
+)
+GET_BLOB = Prepared(
+    select(blobs.c.digest, blobs.c.size, blobs.c.media_type).where(
+        blobs.c.digest == bindparam("digest")
+    )
+)
+GET_LINKED_BLOB = Prepared(
+    select(blobs.c.digest, blobs.c.size, blobs.c.media_type)
+    .join(blob_links, blob_links.c.digest == blobs.c.digest)
+    .where(
+        blob_links.c.repository_id == bindparam("repo_id"),
+        blob_links.c.digest == bindparam("digest"),
+    )
+)
+# A pull's lookup in one statement (the hot path of every manifest GET): the repository, the
+# tag's digest (or the given digest) and the image, joined.
+LOOKUP_IMAGE = Prepared(
+    select(repositories.c.id, *IMAGE_COLUMNS)
+    .select_from(
+        repositories.outerjoin(
+            tags, and_(tags.c.repository_id == repositories.c.id, tags.c.tag == bindparam("tag"))
+        ).outerjoin(
+            images,
+            and_(
+                images.c.repository_id == repositories.c.id,
+                images.c.digest == func.coalesce(tags.c.digest, bindparam("digest")),
+            ),
+        )
+    )
+    .where(
+        repositories.c.registry_id == bindparam("registry_id"),
+        repositories.c.name == bindparam("name"),
+    )
+)
+
+
+@cache
+def images_tagged(count: int) -> Prepared:
+    """Each of ``count`` tags that exists, with the image it names."""
+    return Prepared(
+        select(tags.c.tag, *IMAGE_COLUMNS)
+        .select_from(
+            tags.join(
+                images,
+                and_(
+                    images.c.repository_id == tags.c.repository_id,
+                    images.c.digest == tags.c.digest,
+                ),
+            )
+        )
+        .where(tags.c.repository_id == bindparam("repo_id"), _in(tags.c.tag, "t", count))
+    )
+
+
+@cache
+def images_named(count: int) -> Prepared:
+    """Each of ``count`` digests that is an image."""
+    return Prepared(
+        select(*IMAGE_COLUMNS).where(
+            images.c.repository_id == bindparam("repo_id"), _in(images.c.digest, "d", count)
+        )
+    )
+
+
+@cache
+def tags_of_images(count: int) -> Prepared:
+    """The tags of ``count`` digests, most recently set first."""
+    return Prepared(
+        select(tags.c.tag, tags.c.digest)
+        .where(tags.c.repository_id == bindparam("repo_id"), _in(tags.c.digest, "d", count))
+        .order_by(tags.c.set_at.desc(), tags.c.tag)
+    )

@@ -1,0 +1,129 @@
+"""The tables of the SQL metadata store (created with ``create_all``: no migrations yet).
+
+Timestamps are float seconds since the epoch (UTC). Rows of a repository carry its id; no
+foreign keys are declared, so deleting a repository deletes its rows explicitly. The images
+table of older data dirs still has a ``last_pull`` column, never written, that nothing reads.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+repositories = Table(
+    "repositories",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("registry_id", String(12), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("tag_mutability", String(32), nullable=False),
+    Column("exclusion_filters", Text, nullable=False, default="[]"),
+    Column("scan_on_push", Boolean, nullable=False, default=False),
+    Column("encryption_type", String(16), nullable=False, default="AES256"),
+    Column("kms_key", String(2048)),
+    UniqueConstraint("registry_id", "name", name="uq_repository_name"),
+)
+
+images = Table(
+    "images",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repository_id", Integer, nullable=False),
+    Column("digest", String(140), nullable=False),
+    Column("manifest", LargeBinary, nullable=False),
+    Column("media_type", String(255), nullable=False),
+    Column("artifact_media_type", String(255)),
+    Column("size", BigInteger, nullable=False),
+    Column("pushed_at", Double, nullable=False),
+    Column("subject", String(140)),
+    UniqueConstraint("repository_id", "digest", name="uq_image_digest"),
+    Index("ix_images_subject", "repository_id", "subject"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("repository_id", Integer, nullable=False),
+    Column("tag", String(300), nullable=False),
+    Column("digest", String(140), nullable=False),
+    Column("set_at", Double, nullable=False),
+    PrimaryKeyConstraint("repository_id", "tag"),
+    Index("ix_tags_digest", "repository_id", "digest"),
+)
+
+image_refs = Table(
+    "image_refs",
+    metadata,
+    Column("repository_id", Integer, nullable=False),
+    Column("parent", String(140), nullable=False),
+    Column("child", String(140), nullable=False),
+    PrimaryKeyConstraint("repository_id", "parent", "child"),
+    Index("ix_image_refs_child", "repository_id", "child"),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("digest", String(140), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(255)),
+)
+
+blob_links = Table(
+    "blob_links",
+    metadata,
+    Column("repository_id", Integer, nullable=False),
+    Column("digest", String(140), nullable=False),
+    PrimaryKeyConstraint("repository_id", "digest"),
+)
+
+# one row per open upload session; the blob store's state of it is opaque here
+upload_sessions = Table(
+    "upload_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("repository_id", Integer, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("store_key", String(1024), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("token", String(256), nullable=False),
+    Column("extra", Text, nullable=False, default=""),
+)
+
+resource_tags = Table(
+    "resource_tags",
+    metadata,
+    Column("repository_id", Integer, nullable=False),
+    Column("key", String(128), nullable=False),
+    Column("value", String(256), nullable=False),
+    PrimaryKeyConstraint("repository_id", "key"),
+)
+
+
+# tables of earlier versions that ``create_schema`` drops (their rows are given up)
+DROPPED_TABLES = ("uploads",)  # upload sessions before UploadState (size and parts only)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the missing tables and drop those of ``DROPPED_TABLES`` (idempotent)."""
+    with engine.begin() as conn:
+        for name in DROPPED_TABLES:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+    metadata.create_all(engine)

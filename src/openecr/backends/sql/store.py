@@ -1,0 +1,96 @@
+"""SqlMetadataStore: the engines (SQLite in WAL mode, or PostgreSQL) and their transactions.
+
+SQLite write transactions start with ``BEGIN IMMEDIATE`` so writers serialise instead of
+failing on lock upgrades; PostgreSQL writers take an advisory lock for the same effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
+
+from openecr.backends.sql.schema import create_schema
+from openecr.backends.sql.transaction import SqlTransaction
+from openecr.ports.metadata import MetadataStore
+
+WRITE_LOCK_KEY = 0x6F70656E656372  # "openecr": the advisory lock PostgreSQL writers take
+
+
+class SqlMetadataStore:
+    """A MetadataStore over one SQLAlchemy engine (two for SQLite: deferred reads and
+    ``BEGIN IMMEDIATE`` writes)."""
+
+    # read connections kept open between transactions (checking one out of the pool and
+    # back costs more than a short read)
+    IDLE_READERS = 4
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._is_sqlite = url.startswith("sqlite")
+        self._reader = self._engine(immediate=False)
+        self._writer = self._engine(immediate=True) if self._is_sqlite else self._reader
+        self._idle: list[Connection] = []  # list.pop/append are atomic: no lock needed
+        create_schema(self._writer)
+
+    def _engine(self, *, immediate: bool) -> Engine:
+        engine = create_engine(self.url, pool_size=8, max_overflow=16)
+        if self._is_sqlite:
+            begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+            @event.listens_for(engine, "connect")
+            def _connect(dbapi_conn: Any, _record: Any) -> None:
+                dbapi_conn.isolation_level = None
+                cursor = dbapi_conn.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=FULL")
+                cursor.execute("PRAGMA busy_timeout=30000")
+                if not immediate:  # readers map the file: no copy into each page cache
+                    cursor.execute("PRAGMA mmap_size=268435456")
+                cursor.close()
+
+            @event.listens_for(engine, "begin")
+            def _begin(conn: Connection) -> None:
+                # on the DBAPI connection: exec_driver_sql would cost more than the BEGIN
+                conn.connection.dbapi_connection.execute(begin)  # type: ignore[union-attr]
+
+        return engine
+
+    @contextmanager
+    def read(self) -> Iterator[SqlTransaction]:
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self._reader.connect()
+        try:
+            with conn.begin():
+                yield SqlTransaction(conn)
+        except BaseException:
+            conn.close()  # a connection that failed goes back to the pool, which checks it
+            raise
+        if len(self._idle) < self.IDLE_READERS:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[SqlTransaction]:
+        with self._writer.connect() as conn, conn.begin():
+            if not self._is_sqlite:
+                # serialise writers across replicas, as BEGIN IMMEDIATE does for SQLite
+                conn.execute(select(func.pg_advisory_xact_lock(WRITE_LOCK_KEY)))
+            yield SqlTransaction(conn)
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+        self._reader.dispose()
+        if self._writer is not self._reader:
+            self._writer.dispose()
+
+
+def _conforms(store: SqlMetadataStore) -> MetadataStore:
+    """Never called: mypy checks here that the class matches the port."""
+    return store

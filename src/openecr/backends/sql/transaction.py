@@ -1,0 +1,348 @@
+"""One metadata transaction on one SQLAlchemy connection."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, and_, delete, exists, func, insert, select, update
+
+from openecr.backends.sql.prepared import (
+    GET_BLOB,
+    GET_IMAGE,
+    GET_LINKED_BLOB,
+    GET_REPOSITORY,
+    GET_TAG,
+    IMAGE_COLUMNS,
+    LOOKUP_IMAGE,
+    REPOSITORY_COLUMNS,
+    TAGS_OF,
+    chunks,
+    images_named,
+    images_tagged,
+    numbered,
+    tags_of_images,
+)
+from openecr.backends.sql.rows import dt, filters_json, image_from, repository_from, ts
+from openecr.backends.sql.schema import (
+    blob_links,
+    blobs,
+    image_refs,
+    images,
+    repositories,
+    resource_tags,
+    tags,
+    upload_sessions,
+)
+from openecr.domain.model import (
+    BlobInfo,
+    ExclusionFilter,
+    ImageRecord,
+    ImageSnapshot,
+    ImageView,
+    Repository,
+    TagMutability,
+    UploadSession,
+    UploadState,
+)
+
+
+class SqlTransaction:
+    """One transaction on one connection; see ``openecr.ports.metadata.Transaction``."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    # repositories
+    def get_repository(self, registry_id: str, name: str) -> Repository | None:
+        row = GET_REPOSITORY.first(self.conn, registry_id=registry_id, name=name)
+        return repository_from(row) if row else None
+
+    def list_repositories(
+        self, registry_id: str, after: str | None, limit: int
+    ) -> list[Repository]:
+        query = select(*REPOSITORY_COLUMNS).where(repositories.c.registry_id == registry_id)
+        if after is not None:
+            query = query.where(repositories.c.name > after)
+        rows = self.conn.execute(query.order_by(repositories.c.name).limit(limit))
+        return [repository_from(r) for r in rows]
+
+    def create_repository(self, repo: Repository) -> Repository:
+        result = self.conn.execute(
+            insert(repositories).values(
+                registry_id=repo.registry_id,
+                name=repo.name,
+                created_at=ts(repo.created_at),
+                tag_mutability=repo.tag_mutability.value,
+                exclusion_filters=filters_json(repo.exclusion_filters),
+                scan_on_push=repo.scan_on_push,
+                encryption_type=repo.encryption_type,
+                kms_key=repo.kms_key,
+            )
+        )
+        key = result.inserted_primary_key
+        assert key is not None
+        created = self.get_repository(repo.registry_id, repo.name)
+        assert created is not None and created.id == key[0]
+        return created
+
+    def set_tag_mutability(
+        self, repo_id: int, mutability: TagMutability, filters: Sequence[ExclusionFilter]
+    ) -> None:
+        self.conn.execute(
+            update(repositories)
+            .where(repositories.c.id == repo_id)
+            .values(tag_mutability=mutability.value, exclusion_filters=filters_json(filters))
+        )
+
+    def delete_repository(self, repo_id: int) -> None:
+        for table in (images, tags, image_refs, blob_links, upload_sessions, resource_tags):
+            self.conn.execute(delete(table).where(table.c.repository_id == repo_id))
+        self.conn.execute(delete(repositories).where(repositories.c.id == repo_id))
+
+    def count_images(self, repo_id: int) -> int:
+        value = self.conn.execute(
+            select(func.count()).select_from(images).where(images.c.repository_id == repo_id)
+        ).scalar_one()
+        return int(value)
+
+    # images and tags
+    def get_image(self, repo_id: int, digest: str) -> ImageRecord | None:
+        row = GET_IMAGE.first(self.conn, repo_id=repo_id, digest=digest)
+        return image_from(row) if row else None
+
+    def get_tag(self, repo_id: int, tag: str) -> str | None:
+        row = GET_TAG.first(self.conn, repo_id=repo_id, tag=tag)
+        return None if row is None else str(row[0])
+
+    def tags_of(self, repo_id: int, digest: str) -> list[str]:
+        return [row[0] for row in TAGS_OF.rows(self.conn, repo_id=repo_id, digest=digest)]
+
+    def snapshot(
+        self,
+        repo_id: int,
+        tags: Collection[str],
+        digests: Collection[str],
+        *,
+        every_tag: bool = False,
+    ) -> ImageSnapshot:
+        targets: dict[str, str] = {}
+        found: dict[str, ImageRecord] = {}
+        for chunk in chunks(list(dict.fromkeys(tags))):
+            params = numbered("t", chunk)
+            for row in images_tagged(len(chunk)).rows(self.conn, repo_id=repo_id, **params):
+                targets[row[0]] = row[3]
+                found.setdefault(row[3], image_from(row[1:]))
+        asked = [d for d in dict.fromkeys(digests) if d not in found]
+        for chunk in chunks(asked):
+            params = numbered("d", chunk)
+            for row in images_named(len(chunk)).rows(self.conn, repo_id=repo_id, **params):
+                found[row[2]] = image_from(row)
+        tags_by_digest: dict[str, list[str]] = {}
+        listed = list(found) if every_tag else [d for d in dict.fromkeys(digests) if d in found]
+        for chunk in chunks(listed):
+            params = numbered("d", chunk)
+            for tag, digest in tags_of_images(len(chunk)).rows(
+                self.conn, repo_id=repo_id, **params
+            ):
+                tags_by_digest.setdefault(digest, []).append(tag)
+        return ImageSnapshot(
+            repository_id=repo_id,
+            tags=targets,
+            images=found,
+            tags_by_digest={d: tuple(t) for d, t in tags_by_digest.items()},
+        )
+
+    def insert_image(self, image: ImageRecord) -> None:
+        self.conn.execute(
+            insert(images).values(
+                repository_id=image.repository_id,
+                digest=image.digest,
+                manifest=image.manifest,
+                media_type=image.media_type,
+                artifact_media_type=image.artifact_media_type,
+                size=image.size,
+                pushed_at=ts(image.pushed_at),
+                subject=image.subject,
+            )
+        )
+
+    def set_tag(self, repo_id: int, tag: str, digest: str, at: datetime) -> None:
+        self.delete_tag(repo_id, tag)
+        self.conn.execute(
+            insert(tags).values(repository_id=repo_id, tag=tag, digest=digest, set_at=ts(at))
+        )
+
+    def delete_tag(self, repo_id: int, tag: str) -> None:
+        self.conn.execute(delete(tags).where(tags.c.repository_id == repo_id, tags.c.tag == tag))
+
+    def delete_image(self, repo_id: int, digest: str) -> None:
+        self.conn.execute(
+            delete(tags).where(tags.c.repository_id == repo_id, tags.c.digest == digest)
+        )
+        self.conn.execute(
+            delete(image_refs).where(
+                image_refs.c.repository_id == repo_id, image_refs.c.parent == digest
+            )
+        )
+        self.conn.execute(
+            delete(images).where(images.c.repository_id == repo_id, images.c.digest == digest)
+        )
+
+    def list_images(
+        self, repo_id: int, tag_status: str, after: int | None, limit: int
+    ) -> list[ImageView]:
+        query = select(*IMAGE_COLUMNS).where(images.c.repository_id == repo_id)
+        if after is not None:
+            query = query.where(images.c.id > after)
+        tagged = exists().where(
+            and_(tags.c.repository_id == repo_id, tags.c.digest == images.c.digest)
+        )
+        if tag_status == "TAGGED":
+            query = query.where(tagged)
+        elif tag_status == "UNTAGGED":
+            query = query.where(~tagged)
+        found = [image_from(r) for r in self.conn.execute(query.order_by(images.c.id).limit(limit))]
+        by_digest: dict[str, list[str]] = {}
+        if found:
+            rows = self.conn.execute(
+                select(tags.c.tag, tags.c.digest)
+                .where(
+                    tags.c.repository_id == repo_id,
+                    tags.c.digest.in_([i.digest for i in found]),
+                )
+                .order_by(tags.c.set_at.desc(), tags.c.tag)
+            )
+            for row in rows:
+                by_digest.setdefault(row.digest, []).append(row.tag)
+        return [ImageView(i, tuple(by_digest.get(i.digest, ()))) for i in found]
+
+    def images_referencing(self, repo_id: int, digest: str) -> list[str]:
+        rows = self.conn.execute(
+            select(image_refs.c.parent)
+            .where(image_refs.c.repository_id == repo_id, image_refs.c.child == digest)
+            .order_by(image_refs.c.parent)
+        )
+        return [r.parent for r in rows]
+
+    def add_references(self, repo_id: int, parent: str, children: Sequence[str]) -> None:
+        unique = sorted(set(children))
+        if unique:
+            self.conn.execute(
+                insert(image_refs),
+                [{"repository_id": repo_id, "parent": parent, "child": c} for c in unique],
+            )
+
+    def list_tags(self, repo_id: int, after: str | None, limit: int | None) -> list[str]:
+        # byte order on every database (PostgreSQL would otherwise sort by its locale)
+        column = tags.c.tag if self.conn.dialect.name == "sqlite" else tags.c.tag.collate("C")
+        query = select(tags.c.tag).where(tags.c.repository_id == repo_id)
+        if after is not None:
+            query = query.where(column > after)
+        query = query.order_by(column)
+        if limit is not None:
+            query = query.limit(limit)
+        return [r.tag for r in self.conn.execute(query)]
+
+    def lookup_image(
+        self, registry_id: str, name: str, tag: str | None, digest: str | None
+    ) -> tuple[int | None, ImageRecord | None]:
+        row = LOOKUP_IMAGE.first(
+            self.conn, registry_id=registry_id, name=name, tag=tag, digest=digest
+        )
+        if row is None:
+            return None, None
+        return row[0], image_from(row[1:]) if row[1] is not None else None
+
+    def images_with_subject(self, repo_id: int, subject: str) -> list[ImageRecord]:
+        rows = self.conn.execute(
+            select(*IMAGE_COLUMNS)
+            .where(images.c.repository_id == repo_id, images.c.subject == subject)
+            .order_by(images.c.id)
+        )
+        return [image_from(r) for r in rows]
+
+    # blobs
+    def link_blob(self, repo_id: int, blob: BlobInfo) -> None:
+        if self.get_blob(blob.digest) is None:
+            self.conn.execute(
+                insert(blobs).values(digest=blob.digest, size=blob.size, media_type=blob.media_type)
+            )
+        if self.get_linked_blob(repo_id, blob.digest) is None:
+            self.conn.execute(insert(blob_links).values(repository_id=repo_id, digest=blob.digest))
+
+    def get_linked_blob(self, repo_id: int, digest: str) -> BlobInfo | None:
+        row = GET_LINKED_BLOB.first(self.conn, repo_id=repo_id, digest=digest)
+        return BlobInfo(*row) if row else None
+
+    def unlink_blob(self, repo_id: int, digest: str) -> bool:
+        result = self.conn.execute(
+            delete(blob_links).where(
+                blob_links.c.repository_id == repo_id, blob_links.c.digest == digest
+            )
+        )
+        return bool(result.rowcount)
+
+    def get_blob(self, digest: str) -> BlobInfo | None:
+        row = GET_BLOB.first(self.conn, digest=digest)
+        return BlobInfo(*row) if row else None
+
+    # uploads
+    def create_upload(self, upload: UploadSession) -> None:
+        state = upload.state
+        self.conn.execute(
+            insert(upload_sessions).values(
+                id=upload.id,
+                repository_id=upload.repository_id,
+                created_at=ts(upload.created_at),
+                store_key=state.key,
+                size=state.size,
+                token=state.token,
+                extra=state.extra,
+            )
+        )
+
+    def get_upload(self, upload_id: str) -> UploadSession | None:
+        row = self.conn.execute(
+            select(upload_sessions).where(upload_sessions.c.id == upload_id)
+        ).first()
+        if row is None:
+            return None
+        state = UploadState(row.store_key, row.size, row.token, row.extra)
+        return UploadSession(row.id, row.repository_id, dt(row.created_at), state)
+
+    def update_upload(self, upload_id: str, expected_token: str, state: UploadState) -> bool:
+        result = self.conn.execute(
+            update(upload_sessions)
+            .where(upload_sessions.c.id == upload_id, upload_sessions.c.token == expected_token)
+            .values(store_key=state.key, size=state.size, token=state.token, extra=state.extra)
+        )
+        return bool(result.rowcount)
+
+    def delete_upload(self, upload_id: str) -> None:
+        self.conn.execute(delete(upload_sessions).where(upload_sessions.c.id == upload_id))
+
+    # resource tags
+    def get_resource_tags(self, repo_id: int) -> list[tuple[str, str]]:
+        rows = self.conn.execute(
+            select(resource_tags.c.key, resource_tags.c.value)
+            .where(resource_tags.c.repository_id == repo_id)
+            .order_by(resource_tags.c.key)
+        )
+        return [(r.key, r.value) for r in rows]
+
+    def put_resource_tags(self, repo_id: int, items: Sequence[tuple[str, str]]) -> None:
+        self.delete_resource_tags(repo_id, [k for k, _ in items])
+        if items:
+            self.conn.execute(
+                insert(resource_tags),
+                [{"repository_id": repo_id, "key": k, "value": v} for k, v in dict(items).items()],
+            )
+
+    def delete_resource_tags(self, repo_id: int, keys: Sequence[str]) -> None:
+        if keys:
+            self.conn.execute(
+                delete(resource_tags).where(
+                    resource_tags.c.repository_id == repo_id, resource_tags.c.key.in_(list(keys))
+                )
+            )

@@ -1,0 +1,1 @@
+"""The contract every MetadataStore meets, run against each backend (``conftest.STORES``)."""
