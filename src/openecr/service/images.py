@@ -438,7 +438,7 @@ class ImageService:
             for tag in found.tags:
                 if (record.digest, tag) not in seen:
                     seen.add((record.digest, tag))
-                    images.append(replace(served, tag=tag))
+                    images.append(ResolvedImage(record, tag, *served))
         return GetResult(repo, images, failures)
 
     def _serve(
@@ -449,20 +449,19 @@ class ImageService:
         tag: str | None,
         *,
         by_tag: bool,
-    ) -> ResolvedImage | None:
-        """The stored form, or a converted one reported under the digest of its bytes."""
+    ) -> tuple[bytes, str, str] | None:
+        """What is served: the stored form, or a converted one with the digest of its bytes
+        (manifest, media type, digest); None when no accepted form exists."""
         if accepted is None or image.media_type in accepted:
-            return ResolvedImage(image, tag, image.manifest, image.media_type, image.digest)
+            return image.manifest, image.media_type, image.digest
         # By digest nothing is translated (the converter may only sign a schema 1 manifest, which
         # keeps its digest) and the stored manifest is served when no accepted form exists.
         converted = self.converter(image, accepted, repository, tag if by_tag else None)
         if converted is None:
-            if by_tag:
-                return None
-            return ResolvedImage(image, tag, image.manifest, image.media_type, image.digest)
+            return None if by_tag else (image.manifest, image.media_type, image.digest)
         raw, media_type = converted
         digest = image.digest if raw == image.manifest else served_digest(raw, media_type)
-        return ResolvedImage(image, tag, raw, media_type, digest)
+        return raw, media_type, digest
 
     def list_images(
         self,
@@ -595,7 +594,7 @@ class ImageService:
         served = self._serve(record, accepted, repository, tag, by_tag=tag is not None)
         if served is None:
             raise ImageNotFound(REASON_NOT_FOUND)
-        return served
+        return ResolvedImage(record, tag, *served)
 
     def untag(self, registry_id: str, name: str, tag: str) -> str:
         """Remove a tag (the image stays, untagged if it was its last); return the digest it
