@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -34,6 +35,30 @@ from openecr.config import Config
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 ACCOUNT = "123456789012"
+
+
+def _build_httpx_default_ssl_context_once() -> None:
+    """httpx makes an SSL context, loading certifi's bundle (20-40 ms), for each ``httpx.get``
+    and each client, though every request here is plain HTTP to loopback (~500 of them took
+    20 s of a run): the default context is made once and shared (SSLContext is thread-safe)."""
+    from httpx._transports import default
+
+    create = default.create_ssl_context
+    made: list[ssl.SSLContext] = []
+
+    def create_once(
+        verify: ssl.SSLContext | str | bool = True, cert: Any = None, trust_env: bool = True
+    ) -> ssl.SSLContext:
+        if verify is not True or cert is not None or not trust_env:
+            return create(verify=verify, cert=cert, trust_env=trust_env)
+        if not made:
+            made.append(create())
+        return made[0]
+
+    default.create_ssl_context = create_once  # type: ignore[assignment]
+
+
+_build_httpx_default_ssl_context_once()
 
 
 def die_with_parent() -> None:
