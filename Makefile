@@ -40,7 +40,7 @@ test: install
 	$(BIN)/mypy bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Tests marked neither slow (they start processes) nor e2e (container clients): a few seconds.
+# Tests marked neither slow (they start processes) nor e2e (container clients): under a minute.
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
 

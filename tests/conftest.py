@@ -274,7 +274,9 @@ class InProcessServer(Server):
                 uvicorn.Config(
                     build_app(runtime),
                     log_level=config.log_level,
-                    log_config=None,  # no handlers or formatters installed in this process
+                    # no handlers or formatters installed in this process (uvicorn only sets
+                    # its own loggers' levels)
+                    log_config=None,
                     access_log=False,
                     timeout_graceful_shutdown=serve.GRACEFUL_SHUTDOWN_SECONDS,
                 )
