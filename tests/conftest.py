@@ -43,7 +43,7 @@ def _build_httpx_default_ssl_context_once() -> None:
     20 s of a run): the default context is made once and shared (SSLContext is thread-safe)."""
     from httpx._transports import default
 
-    create = default.create_ssl_context
+    create = httpx.create_ssl_context
     made: list[ssl.SSLContext] = []
 
     def create_once(
@@ -55,7 +55,7 @@ def _build_httpx_default_ssl_context_once() -> None:
             made.append(create())
         return made[0]
 
-    default.create_ssl_context = create_once  # type: ignore[assignment]
+    default.create_ssl_context = create_once  # type: ignore[attr-defined]
 
 
 _build_httpx_default_ssl_context_once()
@@ -253,6 +253,9 @@ class InProcessServer(Server):
         self._socket: socket.socket | None = None
 
     def config(self) -> Config:
+        others = sorted(name for name in self.env if not name.startswith("OPENECR_"))
+        if others:  # only the Config reads the environment here: the process's is shared
+            raise ValueError(f"{others} need a process of their own: make_server(process=True)")
         parser = argparse.ArgumentParser(prog="openecr serve")
         serve.add_arguments(parser)
         config = serve.config_from_args(

@@ -551,7 +551,7 @@ def test_serve_refuses_a_bad_credentials_file(tmp_path: Path, content: str, mess
     assert message in result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # openecr serve's exit code and stderr
 def test_serve_refuses_a_missing_credentials_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
     result = run_serve(tmp_path, str(missing))
