@@ -1,4 +1,5 @@
-# openecr: `make serve` runs the registry, `make test` runs every test (installing what they need).
+# openecr: `make serve` runs the registry, `make test` runs every test (installing what they need),
+# `make test-fast` the tests that start no process (in-process servers; no lint, no installs).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 DATA_DIR ?= ./.openecr
 
-.PHONY: serve test lint typecheck install clean bench bench-smoke bench-profile
+.PHONY: serve test test-fast lint typecheck install clean bench bench-smoke bench-profile
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,10 @@ test: install
 	$(BIN)/mypy
 	$(BIN)/mypy bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Tests marked neither slow (they start processes) nor e2e (container clients): under a minute.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
 
 # `make bench`: openecr side by side with moto, ministack and distribution (README, Performance).
 # Installs its tools (bench/setup.sh), takes about 20 minutes, writes bench-results/.

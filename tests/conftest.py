@@ -1,28 +1,64 @@
-"""Shared fixtures: real ``openecr serve`` processes on loopback and real clients against them."""
+"""Shared fixtures: real openecr servers on loopback and real clients against them.
+
+Servers run in-process (:class:`InProcessServer`: the serve command's app under uvicorn in a
+thread) unless a test needs a process (:class:`ProcessServer`, ``make_server(...,
+process=True)``): those tests, and every other test that starts a subprocess (the ``aws`` and
+``openecr`` CLIs, the benchmark), are marked ``slow``; ``make test-fast`` runs the rest."""
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol, cast, overload
 
 import boto3
 import httpx
 import pytest
+import uvicorn
+
+from openecr.bootstrap import Runtime, build_app, build_runtime
+from openecr.cli import serve
+from openecr.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 ACCOUNT = "123456789012"
+
+
+def _build_httpx_default_ssl_context_once() -> None:
+    """httpx makes an SSL context, loading certifi's bundle (20-40 ms), for each ``httpx.get``
+    and each client, though every request here is plain HTTP to loopback (~500 of them took
+    20 s of a run): the default context is made once and shared (SSLContext is thread-safe)."""
+    from httpx._transports import default
+
+    create = httpx.create_ssl_context
+    made: list[ssl.SSLContext] = []
+
+    def create_once(
+        verify: ssl.SSLContext | str | bool = True, cert: Any = None, trust_env: bool = True
+    ) -> ssl.SSLContext:
+        if verify is not True or cert is not None or not trust_env:
+            return create(verify=verify, cert=cert, trust_env=trust_env)
+        if not made:
+            made.append(create())
+        return made[0]
+
+    default.create_ssl_context = create_once  # type: ignore[attr-defined]
+
+
+_build_httpx_default_ssl_context_once()
 
 
 def die_with_parent() -> None:
@@ -37,26 +73,32 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@dataclass
 class Server:
-    """A running ``openecr serve`` subprocess."""
+    """A running openecr server on 127.0.0.1: :class:`InProcessServer` (the default) or
+    :class:`ProcessServer`. ``args`` are ``openecr serve`` options, ``env`` the ``OPENECR_*``
+    variables it sees on top of this process's environment."""
 
-    data_dir: Path
-    port: int
-    args: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen[bytes] | None = None
-    log: Path | None = None
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.args = list(args or [])
+        self.env = dict(env or {})
+        self.log: Path | None = None
+        self._default_client: Any = None
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> Server:
-        self.log = self.data_dir.parent / f"server-{self.port}-{uuid.uuid4().hex[:6]}.log"
-        command = [
-            str(VENV_BIN / "openecr"),
-            "serve",
+    def serve_arguments(self) -> list[str]:
+        """The ``openecr serve`` options of this server (the command's own, after ``serve``)."""
+        return [
             "--host",
             "127.0.0.1",
             "--port",
@@ -67,6 +109,94 @@ class Server:
             "warning",
             *self.args,
         ]
+
+    def start(self) -> Server:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def restart(self) -> Server:
+        self.stop()
+        return self.start()
+
+    def _forget_clients(self) -> None:
+        if self._default_client is not None:
+            self._default_client.close()
+            self._default_client = None
+
+    def client(self, **kwargs: Any) -> Any:
+        """A boto3 ECR client for this server (any credentials unless given). Without
+        arguments, the one default client of this server run (a new client costs ~10 ms)."""
+        if not kwargs:
+            if self._default_client is None:
+                self._default_client = self.client(region_name="us-east-1")
+            return self._default_client
+        params: dict[str, Any] = {
+            "region_name": "us-east-1",
+            "aws_access_key_id": "AKIDEXAMPLE",
+            "aws_secret_access_key": "secret",
+            **kwargs,
+        }
+        return boto3.client("ecr", endpoint_url=self.endpoint, **params)
+
+
+# --- the fast tier starts no process -------------------------------------------------------------
+
+_current_test: list[pytest.Item] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    _current_test.append(item)  # its fixtures may start servers
+    try:
+        return (yield)
+    finally:
+        _current_test.pop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    _current_test.append(item)
+    try:
+        return (yield)
+    finally:
+        _current_test.pop()
+
+
+def _refuse_processes_in_fast_tests(event: str, args: tuple[Any, ...]) -> None:
+    """An audit hook: a test not marked ``slow`` (or ``e2e``) that starts a process (a server,
+    the aws or openecr CLI) fails at once, so ``make test-fast`` never waits for one."""
+    if event != "subprocess.Popen" or not _current_test:
+        return
+    item = _current_test[-1]
+    if item.get_closest_marker("slow") is None and item.get_closest_marker("e2e") is None:
+        raise RuntimeError(
+            f"{item.nodeid} starts a process ({args[1]!r}): mark it @pytest.mark.slow, or use "
+            "an in-process server"
+        )
+
+
+sys.addaudithook(_refuse_processes_in_fast_tests)
+
+
+class ProcessServer(Server):
+    """A running ``openecr serve`` subprocess: for ``--workers``, signals and SIGKILL, process
+    output and exit codes, the e2e clients. Its output goes to ``log``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(data_dir, port, args, env)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ProcessServer:
+        self.log = self.data_dir.parent / f"server-{self.port}-{uuid.uuid4().hex[:6]}.log"
+        command = [str(VENV_BIN / "openecr"), "serve", *self.serve_arguments()]
         env = {**os.environ, **self.env}
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
@@ -88,6 +218,7 @@ class Server:
         raise RuntimeError(f"openecr serve did not start: {self.log.read_text()}")
 
     def stop(self) -> None:
+        self._forget_clients()
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -97,46 +228,151 @@ class Server:
                 self.process.wait()
         self.process = None
 
-    def restart(self) -> Server:
-        self.stop()
-        return self.start()
 
-    def client(self, **kwargs: Any) -> Any:
-        """A boto3 ECR client for this server (any credentials unless given)."""
-        params: dict[str, Any] = {
-            "region_name": "us-east-1",
-            "aws_access_key_id": "AKIDEXAMPLE",
-            "aws_secret_access_key": "secret",
-            **kwargs,
-        }
-        return boto3.client("ecr", endpoint_url=self.endpoint, **params)
+# --- in-process servers ---------------------------------------------------------------------------
 
 
-ServerFactory = Callable[..., Server]
+class InProcessServer(Server):
+    """The app ``openecr serve`` runs (``build_runtime`` + ``build_app`` from a Config parsed
+    by the serve command's own arguments), under uvicorn in a thread of the pytest process, on
+    a loopback socket bound here: clients still speak real HTTP to it. No log file (``log`` is
+    None): uvicorn's and openecr's records go to pytest's log capture; no ``gc.freeze``, no
+    signal handlers, no ``logging.basicConfig``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(data_dir, port, args, env)
+        self._uvicorn: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._runtime: Runtime | None = None
+        self._socket: socket.socket | None = None
+
+    def config(self) -> Config:
+        others = sorted(name for name in self.env if not name.startswith("OPENECR_"))
+        if others:  # only the Config reads the environment here: the process's is shared
+            raise ValueError(f"{others} need a process of their own: make_server(process=True)")
+        parser = argparse.ArgumentParser(prog="openecr serve")
+        serve.add_arguments(parser)
+        config = serve.config_from_args(
+            parser.parse_args(self.serve_arguments()), {**os.environ, **self.env}
+        )
+        if config.workers > 1:
+            raise ValueError("--workers needs a real process: make_server(..., process=True)")
+        return config
+
+    def start(self) -> InProcessServer:
+        assert self._thread is None, "already started"
+        config = self.config()
+        runtime = build_runtime(config)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", self.port))
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    build_app(runtime),
+                    log_level=config.log_level,
+                    # no handlers or formatters installed in this process (uvicorn only sets
+                    # its own loggers' levels)
+                    log_config=None,
+                    access_log=False,
+                    timeout_graceful_shutdown=serve.GRACEFUL_SHUTDOWN_SECONDS,
+                )
+            )
+            thread = threading.Thread(
+                target=server.run,
+                kwargs={"sockets": [sock]},
+                name=f"openecr-{self.port}",
+                daemon=True,
+            )
+            thread.start()
+            deadline = time.monotonic() + 30
+            while not server.started:
+                if not thread.is_alive() or time.monotonic() > deadline:
+                    server.should_exit = True
+                    thread.join(timeout=10)
+                    raise RuntimeError(f"in-process openecr on {self.port} did not start")
+                time.sleep(0.005)
+        except BaseException:
+            sock.close()
+            runtime.close()
+            raise
+        self._uvicorn, self._thread, self._runtime, self._socket = server, thread, runtime, sock
+        return self
+
+    def stop(self) -> None:
+        self._forget_clients()
+        if self._thread is None:
+            return
+        assert self._uvicorn is not None and self._runtime is not None and self._socket
+        self._uvicorn.should_exit = True
+        self._thread.join(timeout=30)
+        if self._thread.is_alive():  # a request outlived the graceful shutdown
+            self._uvicorn.force_exit = True
+            self._thread.join(timeout=10)
+        alive = self._thread.is_alive()
+        self._socket.close()
+        self._runtime.close()
+        self._uvicorn = self._thread = self._runtime = self._socket = None
+        if alive:
+            raise RuntimeError(f"in-process openecr on {self.port} did not stop")
+
+
+class ServerFactory(Protocol):
+    """``make_server``: ``openecr serve`` options as arguments."""
+
+    @overload
+    def __call__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        data_dir: Path | None = None,
+        process: Literal[False] = False,
+    ) -> Server: ...
+
+    @overload
+    def __call__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        data_dir: Path | None = None,
+        process: Literal[True],
+    ) -> ProcessServer: ...
 
 
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
-    """Start fresh servers with their own data directories; all stop at teardown."""
+    """Start fresh servers with their own data directories; all stop at teardown. In-process
+    unless ``process=True`` (an ``openecr serve`` subprocess, for tests marked slow)."""
     started: list[Server] = []
 
     def factory(
-        *args: str, env: dict[str, str] | None = None, data_dir: Path | None = None
-    ) -> Server:
+        *args: str,
+        env: dict[str, str] | None = None,
+        data_dir: Path | None = None,
+        process: bool = False,
+    ) -> Any:
         directory = data_dir or tmp_path / f"data-{len(started)}"
-        server = Server(directory, free_port(), list(args), env or {})
+        kind = ProcessServer if process else InProcessServer
+        server = kind(directory, free_port(), list(args), env or {})
         started.append(server)
         return server.start()
 
-    yield factory
+    yield cast(ServerFactory, factory)
     for server in started:
         server.stop()
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server shared by the session; tests keep apart through unique repository names."""
-    srv = Server(tmp_path_factory.mktemp("shared") / "data", free_port()).start()
+    """One in-process server shared by the session; tests keep apart through unique repository
+    names."""
+    srv = InProcessServer(tmp_path_factory.mktemp("shared") / "data", free_port()).start()
     yield srv
     srv.stop()
 

@@ -25,7 +25,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from conftest import VENV_BIN, Server, ServerFactory, free_port
+from conftest import VENV_BIN, InProcessServer, Server, ServerFactory, free_port
 
 KEY_A, SECRET_A, ACCOUNT_A = (
     "AKIAOPENECRKEYAAAAAA",
@@ -70,7 +70,9 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     create uniquely named repositories (``make_server`` is per test; starting a server per
     error case would cost a second each)."""
     base = tmp_path_factory.mktemp("auth")
-    server = Server(base / "data", free_port(), ["--credentials", str(write_credentials(base))])
+    server = InProcessServer(
+        base / "data", free_port(), ["--credentials", str(write_credentials(base))]
+    )
     server.start()
     yield server
     server.stop()
@@ -464,6 +466,7 @@ def aws(server: Server, key: str, secret: str, *args: str) -> subprocess.Complet
     )
 
 
+@pytest.mark.slow  # the aws CLI
 def test_aws_cli_with_a_known_key(auth_server: Server) -> None:
     name = f"cli/{uuid.uuid4().hex[:8]}"
     created = aws(auth_server, KEY_B, SECRET_B, "create-repository", "--repository-name", name)
@@ -476,6 +479,7 @@ def test_aws_cli_with_a_known_key(auth_server: Server) -> None:
     assert [r["registryId"] for r in json.loads(listed.stdout)["repositories"]] == [ACCOUNT_B]
 
 
+@pytest.mark.slow  # the aws CLI
 @pytest.mark.parametrize(
     ("key", "secret", "code", "message"),
     [
@@ -532,6 +536,7 @@ BAD_FILES = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow  # openecr serve's exit code and stderr
 @pytest.mark.parametrize(
     ("content", "message"), [pytest.param(*case[1:], id=case[0]) for case in BAD_FILES]
 )
@@ -546,6 +551,7 @@ def test_serve_refuses_a_bad_credentials_file(tmp_path: Path, content: str, mess
     assert message in result.stderr
 
 
+@pytest.mark.slow  # openecr serve's exit code and stderr
 def test_serve_refuses_a_missing_credentials_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
     result = run_serve(tmp_path, str(missing))

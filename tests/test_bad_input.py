@@ -15,7 +15,7 @@ import botocore.session
 import httpx
 import pytest
 
-from conftest import Server, free_port, make_image
+from conftest import InProcessServer, Server, free_port, make_image
 
 PREFIX = "AmazonEC2ContainerRegistry_V20150921"
 CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -42,7 +42,7 @@ def http() -> httpx.Client:
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of its own, holding one repository, so that "nothing was stored" is exact."""
-    server = Server(tmp_path_factory.mktemp("hostile") / "data", free_port()).start()
+    server = InProcessServer(tmp_path_factory.mktemp("hostile") / "data", free_port()).start()
     server.client().create_repository(repositoryName="hostile/base")
     yield server
     server.stop()
@@ -552,7 +552,7 @@ def _members() -> list[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A throwaway server: some odd requests may well succeed and change things."""
-    server = Server(tmp_path_factory.mktemp("fuzzed") / "data", free_port()).start()
+    server = InProcessServer(tmp_path_factory.mktemp("fuzzed") / "data", free_port()).start()
     server.client().create_repository(repositoryName="fuzz/base")
     yield server
     server.stop()

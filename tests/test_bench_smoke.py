@@ -15,6 +15,8 @@ import pytest
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # the benchmark harness starts servers and load tools
+
 SERVERS = ("openecr", "distribution")
 # (scenario, servers measured in it, rows it fills)
 SCENARIOS = [

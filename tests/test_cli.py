@@ -21,6 +21,8 @@ import pytest
 
 from conftest import VENV_BIN, Server, ServerFactory, make_image
 
+pytestmark = pytest.mark.slow  # every test runs the openecr or aws CLI as a process
+
 AWS = str(VENV_BIN / "aws")
 OPENECR = str(VENV_BIN / "openecr")
 DOCKER = "application/vnd.docker.distribution.manifest.v2+json"

@@ -480,6 +480,7 @@ def test_download_url_dies_with_the_repository(ecr: Any, repo: str) -> None:
 # --- the aws CLI ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the aws CLI
 def test_aws_cli_uploads_binary_parts_from_files(server: Server, repo: str, tmp_path: Path) -> None:
     data = bytes(range(256)) * 40 + b"\x00\xff\n\r"
     (tmp_path / "a.bin").write_bytes(data[:5000])

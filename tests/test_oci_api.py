@@ -23,7 +23,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import Server, ServerFactory, free_port, make_image, upload_blob
+from conftest import InProcessServer, Server, ServerFactory, free_port, make_image, upload_blob
 from openecr.service.tokens import TokenService
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -1324,7 +1324,8 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             for key, secret, account in ((KEY_A, SECRET_A, ACCOUNT_A), (KEY_B, SECRET_B, ACCOUNT_B))
         )
     )
-    server = Server(base / "data", free_port(), ["--credentials", str(credentials)]).start()
+    server = InProcessServer(base / "data", free_port(), ["--credentials", str(credentials)])
+    server.start()
     yield server
     server.stop()
 

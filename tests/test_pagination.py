@@ -13,7 +13,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import Server, aws_json, free_port, make_image
+from conftest import InProcessServer, Server, aws_json, free_port, make_image
 
 REPOS = [f"page/r{i}" for i in range(7)]
 IMAGES = "page/r0"
@@ -31,7 +31,7 @@ INVALID_TOKEN = "Invalid parameter at 'nextToken' failed to satisfy constraint: 
 @pytest.fixture(scope="module")
 def paged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of its own, so that the sets to page through are exactly known."""
-    server = Server(tmp_path_factory.mktemp("paged") / "data", free_port()).start()
+    server = InProcessServer(tmp_path_factory.mktemp("paged") / "data", free_port()).start()
     ecr = server.client()
     for name in reversed(REPOS):
         ecr.create_repository(repositoryName=name)
@@ -322,6 +322,7 @@ def aws(server: Server, *args: str) -> Any:
     return aws_json(server, *args)
 
 
+@pytest.mark.slow  # the aws CLI
 def test_aws_cli_paginates(paged: Server, client: Any) -> None:
     listed = aws(paged, "list-images", "--repository-name", IMAGES, "--page-size", "3")
     assert ids_of(listed) == all_ids(client)

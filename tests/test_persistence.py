@@ -14,7 +14,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from conftest import ACCOUNT, Server, ServerFactory, make_image, upload_blob
+from conftest import ACCOUNT, ProcessServer, ServerFactory, make_image, upload_blob
 
 ARN = f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/"
 OCI = "application/vnd.oci.image.manifest.v1+json"
@@ -155,7 +155,7 @@ def hashlib_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def kill_hard(server: Server) -> None:
+def kill_hard(server: ProcessServer) -> None:
     """SIGKILL: no shutdown hooks, no flushing; then wait for the process to be gone."""
     assert server.process is not None
     os.kill(server.process.pid, signal.SIGKILL)
@@ -163,8 +163,9 @@ def kill_hard(server: Server) -> None:
     server.process = None
 
 
+@pytest.mark.slow  # SIGKILL needs a process
 def test_acknowledged_pushes_survive_sigkill(make_server: ServerFactory) -> None:
-    server = make_server()
+    server = make_server(process=True)
     setup = server.client()
     setup.create_repository(repositoryName="crash/app")
     acknowledged: dict[str, bytes] = {}
@@ -223,10 +224,11 @@ def test_acknowledged_pushes_survive_sigkill(make_server: ServerFactory) -> None
     assert manifests(ecr, "crash/app")[hashlib_digest(fresh)] == fresh
 
 
+@pytest.mark.slow  # SIGKILL needs a process
 def test_a_layer_upload_interrupted_by_sigkill_can_be_finished(
     make_server: ServerFactory,
 ) -> None:
-    server = make_server()
+    server = make_server(process=True)
     ecr = server.client()
     ecr.create_repository(repositoryName="crash/layers")
     data = os.urandom(3 * 1024 * 1024)

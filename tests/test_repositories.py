@@ -568,6 +568,7 @@ def aws(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
     return run_aws(server, *args)
 
 
+@pytest.mark.slow  # the aws CLI
 def test_aws_cli_repository_lifecycle(server: Server, ecr: Any, repo_name: str) -> None:
     created = aws(
         server,

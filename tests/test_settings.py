@@ -6,6 +6,8 @@ import base64
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from conftest import VENV_BIN, ServerFactory
 
 
@@ -44,6 +46,7 @@ def test_environment_configures_the_same_settings(make_server: ServerFactory) ->
     assert repo["repositoryArn"] == "arn:aws:ecr:ap-south-1:111122223333:repository/envrepo"
 
 
+@pytest.mark.slow  # openecr serve's exit code and stderr
 def test_bad_settings_are_refused_at_startup(tmp_path: Path) -> None:
     for args in (
         ["--account-id", "12345"],

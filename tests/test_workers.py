@@ -27,7 +27,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config as BotoConfig
 from botocore.credentials import Credentials
 
-from conftest import VENV_BIN, Server, ServerFactory, free_port, upload_blob
+from conftest import VENV_BIN, ProcessServer, ServerFactory, free_port, upload_blob
+
+pytestmark = pytest.mark.slow  # --workers needs real processes
 
 KEY, SECRET, ACCOUNT = (
     "AKIAOPENECRWORKERSAA",
@@ -90,14 +92,14 @@ def server_sockets(port: int) -> dict[int, tuple[str, int]]:
     return found
 
 
-def worker_pids(server: Server) -> list[int]:
+def worker_pids(server: ProcessServer) -> list[int]:
     """The children of the server process that hold its listening socket."""
     assert server.process is not None
     listening = {i for i, (state, _) in server_sockets(server.port).items() if state == "0A"}
     return sorted(p for p in children(server.process.pid) if socket_inodes(p) & listening)
 
 
-def answered_by(server: Server, response: httpx.Response) -> int:
+def answered_by(server: ProcessServer, response: httpx.Response) -> int:
     """The worker process at the server end of the (still open) connection of ``response``."""
     client_port = response.extensions["network_stream"].get_extra_info("client_addr")[1]
     [inode] = [
@@ -109,7 +111,7 @@ def answered_by(server: Server, response: httpx.Response) -> int:
     return pid
 
 
-def connection_to_each_worker(server: Server) -> dict[int, httpx.Client]:
+def connection_to_each_worker(server: ProcessServer) -> dict[int, httpx.Client]:
     """One open connection (an httpx client) to each of the two workers, by worker PID: new
     connections are opened until every worker has accepted one (a worker still starting
     accepts none)."""
@@ -141,7 +143,7 @@ def connection_to_each_worker(server: Server) -> dict[int, httpx.Client]:
 
 
 @pytest.fixture
-def on_worker(workers_server: Server) -> Iterator[dict[int, httpx.Client]]:
+def on_worker(workers_server: ProcessServer) -> Iterator[dict[int, httpx.Client]]:
     chosen = connection_to_each_worker(workers_server)
     yield chosen
     for client in chosen.values():
@@ -152,14 +154,14 @@ def on_worker(workers_server: Server) -> Iterator[dict[int, httpx.Client]]:
 
 
 @pytest.fixture(scope="module")
-def workers_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def workers_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessServer]:
     base = tmp_path_factory.mktemp("workers")
     credentials = base / "credentials.toml"
     credentials.write_text(
         f'[[credentials]]\naccess_key_id = "{KEY}"\n'
         f'secret_access_key = "{SECRET}"\naccount_id = "{ACCOUNT}"\n'
     )
-    server = Server(
+    server = ProcessServer(
         base / "data", free_port(), ["--workers", "2", "--credentials", str(credentials)]
     )
     server.start()
@@ -167,7 +169,7 @@ def workers_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     server.stop()
 
 
-def boto(server: Server, **kwargs: Any) -> Any:
+def boto(server: ProcessServer, **kwargs: Any) -> Any:
     return server.client(aws_access_key_id=KEY, aws_secret_access_key=SECRET, **kwargs)
 
 
@@ -209,7 +211,7 @@ def oci_manifest(config: str, layer: str, config_size: int, layer_size: int, n: 
 
 
 def test_two_worker_processes_both_answer(
-    workers_server: Server, on_worker: dict[int, httpx.Client]
+    workers_server: ProcessServer, on_worker: dict[int, httpx.Client]
 ) -> None:
     assert workers_server.process is not None
     pids = worker_pids(workers_server)
@@ -220,7 +222,7 @@ def test_two_worker_processes_both_answer(
         assert answered_by(workers_server, response) == pid
 
 
-def test_concurrent_calls_see_each_others_writes(workers_server: Server) -> None:
+def test_concurrent_calls_see_each_others_writes(workers_server: ProcessServer) -> None:
     """100 PutImage calls, each followed by a BatchGetImage on another client's connections,
     over 16 threads; then a fresh client lists every image."""
     pool = BotoConfig(max_pool_connections=16, retries={"total_max_attempts": 1})
@@ -255,7 +257,7 @@ def test_concurrent_calls_see_each_others_writes(workers_server: Server) -> None
 
 @pytest.mark.parametrize("issuer", [0, 1], ids=["first-worker-issues", "second-worker-issues"])
 def test_tokens_and_layer_urls_issued_by_one_worker_work_on_all(
-    workers_server: Server, on_worker: dict[int, httpx.Client], issuer: int
+    workers_server: ProcessServer, on_worker: dict[int, httpx.Client], issuer: int
 ) -> None:
     issuing = on_worker[sorted(on_worker)[issuer]]
     repo = f"workers/token-{uuid.uuid4().hex[:8]}"
@@ -287,7 +289,7 @@ def test_tokens_and_layer_urls_issued_by_one_worker_work_on_all(
 
 
 def test_blob_upload_session_continues_on_other_workers(
-    workers_server: Server, on_worker: dict[int, httpx.Client]
+    workers_server: ProcessServer, on_worker: dict[int, httpx.Client]
 ) -> None:
     """docker's chunked upload: POST on one worker, PATCH and status on the other, the next
     PATCH back on the first, PUT on the second, pulled from both."""
@@ -347,6 +349,7 @@ def test_every_option_reaches_every_worker(make_server: ServerFactory) -> None:
         "{account}.registry.{region}.example",
         "--lenient-manifests",
         "--create-on-push",
+        process=True,
     )
     clients = connection_to_each_worker(server)
     try:
@@ -393,7 +396,7 @@ def test_a_signal_to_the_server_stops_every_worker(
 ) -> None:
     """SIGTERM and SIGINT (Ctrl-C) stop the workers through uvicorn's supervisor; a killed
     supervisor takes its workers along (they would otherwise go on serving, orphaned)."""
-    server = make_server("--workers", "2")
+    server = make_server("--workers", "2", process=True)
     assert server.process is not None
     for client in connection_to_each_worker(server).values():
         client.close()

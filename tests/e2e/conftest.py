@@ -27,7 +27,7 @@ import boto3
 import httpx
 import pytest
 
-from conftest import VENV_BIN, Server, die_with_parent, free_port
+from conftest import VENV_BIN, ProcessServer, die_with_parent, free_port
 from e2e.images import Image
 from e2e.recorder import Exchange, RecordingProxy
 
@@ -220,7 +220,7 @@ def assert_patch_uploads(
     assert set(sizes) <= set(uploaded) | mounted | present
 
 
-def _start_openecr(workdir: Path) -> tuple[Server, str]:
+def _start_openecr(workdir: Path) -> tuple[ProcessServer, str]:
     credentials = workdir / "credentials.toml"
     credentials.write_text(
         "[[credentials]]\n"
@@ -228,7 +228,7 @@ def _start_openecr(workdir: Path) -> tuple[Server, str]:
         f'secret_access_key = "{SECRET_KEY}"\n'
         f'account_id = "{ACCOUNT}"\n'
     )
-    server = Server(workdir / "data", free_port(), ["--credentials", str(credentials)])
+    server = ProcessServer(workdir / "data", free_port(), ["--credentials", str(credentials)])
     (workdir / "data").mkdir()
     server.start()
     assert server.log is not None

@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from openecr.config import LOG_LEVELS, Config, ConfigError, from_env
@@ -69,21 +70,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="(info)")
 
 
+def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Config:
+    """The validated Config of ``openecr serve`` with ``args`` (parsed by a parser given
+    :func:`add_arguments`) and ``env`` (default ``os.environ``); raises ConfigError."""
+    return from_env(
+        env,
+        data_dir=args.data_dir,
+        database_url=args.database_url,
+        blob_store=args.blob_store,
+        account_id=args.account_id,
+        region=args.region,
+        registry_host=args.registry_host,
+        lenient_manifests=args.lenient_manifests,
+        create_on_push=args.create_on_push,
+        credentials_file=args.credentials,
+        workers=args.workers,
+        log_level=args.log_level,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        config = from_env(
-            data_dir=args.data_dir,
-            database_url=args.database_url,
-            blob_store=args.blob_store,
-            account_id=args.account_id,
-            region=args.region,
-            registry_host=args.registry_host,
-            lenient_manifests=args.lenient_manifests,
-            create_on_push=args.create_on_push,
-            credentials_file=args.credentials,
-            workers=args.workers,
-            log_level=args.log_level,
-        )
+        config = config_from_args(args)
     except ConfigError as error:
         print(f"openecr: {error}", file=sys.stderr)
         return 2
