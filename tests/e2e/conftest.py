@@ -386,6 +386,15 @@ def pushed_digest(output: str) -> str:
 # --- podman and skopeo -----------------------------------------------------------------------
 
 
+def _runtime() -> list[str]:
+    """podman's default OCI runtime, crun, refuses a hybrid cgroup layout (v1 controllers plus a
+    cgroup2 ``unified`` mount: "cgroups in hybrid mode not supported"); runc (which docker.io
+    brings) runs there, so it is used on such machines."""
+    runc = shutil.which("runc")
+    hybrid = Path("/sys/fs/cgroup/unified").is_mount()
+    return ["--runtime", runc] if runc is not None and hybrid else []
+
+
 @dataclass
 class Podman:
     """Rootful podman with its own storage under the session's temporary directory."""
@@ -413,6 +422,7 @@ class Podman:
             "cgroupfs",
             "--events-backend",
             "file",
+            *_runtime(),
         ]
         return run(
             [*base, *args],
