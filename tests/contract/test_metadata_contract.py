@@ -889,6 +889,85 @@ def run_threads(target: Callable[[int], None]) -> None:
     assert errors == []
 
 
+# --- documents ----------------------------------------------------------------------------
+
+
+def test_registry_documents(metadata_store: MetadataStore) -> None:
+    with metadata_store.write() as tx:
+        assert tx.get_document(REGISTRY, "settings", "") is None
+        tx.put_document(REGISTRY, "settings", "", '{"a": 1}')
+        tx.put_document(REGISTRY, "settings", "", '{"a": 2}')  # replaces
+        tx.put_document(REGISTRY, "templates", "b/x", "B")
+        tx.put_document(REGISTRY, "templates", "ROOT", "R")
+        tx.put_document(REGISTRY, "templates", "a", "A")
+        tx.put_document(OTHER_REGISTRY, "templates", "a", "other")
+    with metadata_store.read() as tx:
+        assert tx.get_document(REGISTRY, "settings", "") == '{"a": 2}'
+        assert tx.get_document(REGISTRY, "settings", "x") is None
+        assert tx.list_documents(REGISTRY, "templates") == [
+            ("ROOT", "R"),
+            ("a", "A"),
+            ("b/x", "B"),
+        ]  # byte order
+        assert tx.list_documents(OTHER_REGISTRY, "templates") == [("a", "other")]
+        assert tx.list_documents(REGISTRY, "nothing") == []
+    with metadata_store.write() as tx:
+        assert tx.delete_document(REGISTRY, "templates", "a") is True
+        assert tx.delete_document(REGISTRY, "templates", "a") is False
+    with metadata_store.read() as tx:
+        assert [k for k, _ in tx.list_documents(REGISTRY, "templates")] == ["ROOT", "b/x"]
+        assert tx.get_document(OTHER_REGISTRY, "templates", "a") == "other"
+
+
+def test_repository_documents(metadata_store: MetadataStore) -> None:
+    with metadata_store.write() as tx:
+        one, two = new_repo(tx, "one"), new_repo(tx, "two")
+        other = new_repo(tx, "one", OTHER_REGISTRY)
+        assert tx.get_repository_document(one.id, "lifecycle") is None
+        tx.put_repository_document(two.id, "lifecycle", "2")
+        tx.put_repository_document(one.id, "lifecycle", "first")
+        tx.put_repository_document(one.id, "lifecycle", "1")  # replaces
+        tx.put_repository_document(one.id, "policy", "p")
+        tx.put_repository_document(other.id, "lifecycle", "o")
+    with metadata_store.read() as tx:
+        assert tx.get_repository_document(one.id, "lifecycle") == "1"
+        found = tx.repository_documents("lifecycle")
+        assert [(r.id, r.registry_id, r.name, body) for r, body in found] == [
+            (one.id, REGISTRY, "one", "1"),
+            (two.id, REGISTRY, "two", "2"),
+            (other.id, OTHER_REGISTRY, "one", "o"),
+        ]
+        assert tx.repository_documents("absent") == []
+    with metadata_store.write() as tx:
+        assert tx.delete_repository_document(two.id, "lifecycle") is True
+        assert tx.delete_repository_document(two.id, "lifecycle") is False
+        tx.delete_repository(one.id)  # its documents go with it
+    with metadata_store.read() as tx:
+        assert tx.get_repository_document(one.id, "policy") is None
+        assert [body for _, body in tx.repository_documents("lifecycle")] == ["o"]
+    with metadata_store.write() as tx:
+        again = new_repo(tx, "one")
+    with metadata_store.read() as tx:
+        assert tx.get_repository_document(again.id, "lifecycle") is None
+
+
+def test_documents_roll_back_with_the_write(metadata_store: MetadataStore) -> None:
+    with metadata_store.write() as tx:
+        repo = new_repo(tx, "docs")
+        tx.put_document(REGISTRY, "k", "", "kept")
+        tx.put_repository_document(repo.id, "k", "kept")
+    with pytest.raises(Boom), metadata_store.write() as tx:
+        tx.put_document(REGISTRY, "k", "", "lost")
+        tx.put_document(REGISTRY, "k", "new", "lost")
+        tx.put_repository_document(repo.id, "k", "lost")
+        tx.delete_document(REGISTRY, "k", "")
+        raise Boom
+    with metadata_store.read() as tx:
+        assert tx.get_document(REGISTRY, "k", "") == "kept"
+        assert tx.get_document(REGISTRY, "k", "new") is None
+        assert tx.get_repository_document(repo.id, "k") == "kept"
+
+
 def test_every_method_of_the_port_is_covered() -> None:
     """A method added to the port fails here until a contract test calls it."""
     source = Path(__file__).read_text()

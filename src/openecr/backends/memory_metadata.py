@@ -52,10 +52,11 @@ class _Rows:
     refs: set[tuple[str, str]]  # (parent, child)
     links: set[str]  # linked blob digests
     resource_tags: dict[str, str]
+    documents: dict[str, str]  # kind: body
 
     @classmethod
     def empty(cls) -> _Rows:
-        return cls({}, {}, set(), set(), {})
+        return cls({}, {}, set(), set(), {}, {})
 
     def copy(self) -> _Rows:
         return _Rows(
@@ -64,6 +65,7 @@ class _Rows:
             set(self.refs),
             set(self.links),
             dict(self.resource_tags),
+            dict(self.documents),
         )
 
     def tags_by_digest(self, digests: Collection[str]) -> dict[str, list[str]]:
@@ -85,6 +87,7 @@ class _State:
     rows: dict[int, _Rows]
     blobs: dict[str, BlobInfo]
     uploads: dict[str, UploadSession]
+    documents: dict[tuple[str, str, str], str]  # (registry id, kind, key): body
     last_repository_id: int = 0
     last_image_seq: int = 0
 
@@ -96,6 +99,7 @@ class _State:
             dict(self.rows),
             dict(self.blobs),
             dict(self.uploads),
+            dict(self.documents),
             self.last_repository_id,
             self.last_image_seq,
         )
@@ -363,12 +367,49 @@ class MemoryTransaction:
             for key in keys:
                 tags.pop(key, None)
 
+    # documents
+    def get_document(self, registry_id: str, kind: str, key: str) -> str | None:
+        return self._state.documents.get((registry_id, kind, key))
+
+    def put_document(self, registry_id: str, kind: str, key: str, body: str) -> None:
+        self._writing().documents[registry_id, kind, key] = body
+
+    def delete_document(self, registry_id: str, kind: str, key: str) -> bool:
+        return self._writing().documents.pop((registry_id, kind, key), None) is not None
+
+    def list_documents(self, registry_id: str, kind: str) -> list[tuple[str, str]]:
+        return sorted(
+            (key, body)
+            for (registry, of_kind, key), body in self._state.documents.items()
+            if registry == registry_id and of_kind == kind
+        )
+
+    def get_repository_document(self, repo_id: int, kind: str) -> str | None:
+        return self._rows(repo_id).documents.get(kind)
+
+    def put_repository_document(self, repo_id: int, kind: str, body: str) -> None:
+        self._own(repo_id).documents[kind] = body
+
+    def delete_repository_document(self, repo_id: int, kind: str) -> bool:
+        if kind not in self._rows(repo_id).documents:
+            return False
+        del self._own(repo_id).documents[kind]
+        return True
+
+    def repository_documents(self, kind: str) -> list[tuple[Repository, str]]:
+        found = []
+        for repo_id in sorted(self._state.repositories):
+            body = self._rows(repo_id).documents.get(kind)
+            if body is not None:
+                found.append((self._state.repositories[repo_id], body))
+        return found
+
 
 class MemoryMetadataStore:
     """A MetadataStore whose state lives in this process and dies with it."""
 
     def __init__(self) -> None:
-        self._state = _State({}, {}, {}, {}, {})
+        self._state = _State({}, {}, {}, {}, {}, {})
         self._lock = threading.Lock()
 
     @contextmanager

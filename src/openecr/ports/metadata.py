@@ -170,6 +170,40 @@ class Transaction(Protocol):
 
     def delete_resource_tags(self, repo_id: int, keys: Sequence[str]) -> None: ...
 
+    # documents: the control plane's JSON (settings, policies, templates), owned by the services
+    def get_document(self, registry_id: str, kind: str, key: str) -> str | None:
+        """The body of a registry's document of ``kind`` under ``key`` ("" for a singleton)."""
+        ...
+
+    def put_document(self, registry_id: str, kind: str, key: str, body: str) -> None:
+        """Insert or replace a registry's document."""
+        ...
+
+    def delete_document(self, registry_id: str, kind: str, key: str) -> bool:
+        """Remove a registry's document; return whether it existed."""
+        ...
+
+    def list_documents(self, registry_id: str, kind: str) -> list[tuple[str, str]]:
+        """(key, body) of a registry's documents of ``kind``, keys in byte order."""
+        ...
+
+    def get_repository_document(self, repo_id: int, kind: str) -> str | None:
+        """The body of a repository's document of ``kind`` (deleted with the repository)."""
+        ...
+
+    def put_repository_document(self, repo_id: int, kind: str, body: str) -> None:
+        """Insert or replace a repository's document."""
+        ...
+
+    def delete_repository_document(self, repo_id: int, kind: str) -> bool:
+        """Remove a repository's document; return whether it existed."""
+        ...
+
+    def repository_documents(self, kind: str) -> list[tuple[Repository, str]]:
+        """Every repository (of every registry) holding a document of ``kind``, with its body,
+        in repository id order."""
+        ...
+
 
 class MetadataStore(Protocol):
     def read(self) -> AbstractContextManager[Transaction]:

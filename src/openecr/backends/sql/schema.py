@@ -116,6 +116,26 @@ resource_tags = Table(
     PrimaryKeyConstraint("repository_id", "key"),
 )
 
+documents = Table(
+    "documents",
+    metadata,
+    Column("registry_id", String(64), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("key", String(512), nullable=False),
+    Column("body", Text, nullable=False),
+    PrimaryKeyConstraint("registry_id", "kind", "key"),
+)
+
+repository_documents = Table(
+    "repository_documents",
+    metadata,
+    Column("repository_id", Integer, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    PrimaryKeyConstraint("repository_id", "kind"),
+    Index("repository_documents_kind", "kind", "repository_id"),
+)
+
 
 # tables of earlier versions that ``create_schema`` drops (their rows are given up)
 DROPPED_TABLES = ("uploads",)  # upload sessions before UploadState (size and parts only)

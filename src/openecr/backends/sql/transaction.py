@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, and_, delete, exists, func, insert, select, update
 
@@ -27,9 +28,11 @@ from openecr.backends.sql.rows import dt, filters_json, image_from, repository_f
 from openecr.backends.sql.schema import (
     blob_links,
     blobs,
+    documents,
     image_refs,
     images,
     repositories,
+    repository_documents,
     resource_tags,
     tags,
     upload_sessions,
@@ -96,7 +99,15 @@ class SqlTransaction:
         )
 
     def delete_repository(self, repo_id: int) -> None:
-        for table in (images, tags, image_refs, blob_links, upload_sessions, resource_tags):
+        for table in (
+            images,
+            tags,
+            image_refs,
+            blob_links,
+            upload_sessions,
+            resource_tags,
+            repository_documents,
+        ):
             self.conn.execute(delete(table).where(table.c.repository_id == repo_id))
         self.conn.execute(delete(repositories).where(repositories.c.id == repo_id))
 
@@ -346,3 +357,59 @@ class SqlTransaction:
                     resource_tags.c.repository_id == repo_id, resource_tags.c.key.in_(list(keys))
                 )
             )
+
+    # documents
+    def _document(self, registry_id: str, kind: str, key: str) -> Any:
+        c = documents.c
+        return and_(c.registry_id == registry_id, c.kind == kind, c.key == key)
+
+    def get_document(self, registry_id: str, kind: str, key: str) -> str | None:
+        query = select(documents.c.body).where(self._document(registry_id, kind, key))
+        body: str | None = self.conn.execute(query).scalar()
+        return body
+
+    def put_document(self, registry_id: str, kind: str, key: str, body: str) -> None:
+        self.delete_document(registry_id, kind, key)
+        row = {"registry_id": registry_id, "kind": kind, "key": key, "body": body}
+        self.conn.execute(insert(documents).values(**row))
+
+    def delete_document(self, registry_id: str, kind: str, key: str) -> bool:
+        found = self.conn.execute(delete(documents).where(self._document(registry_id, kind, key)))
+        return bool(found.rowcount)
+
+    def list_documents(self, registry_id: str, kind: str) -> list[tuple[str, str]]:
+        c = documents.c
+        rows = self.conn.execute(
+            select(c.key, c.body).where(c.registry_id == registry_id, c.kind == kind)
+        )
+        return sorted((r.key, r.body) for r in rows)  # byte order on every database
+
+    def _repository_document(self, repo_id: int, kind: str) -> Any:
+        c = repository_documents.c
+        return and_(c.repository_id == repo_id, c.kind == kind)
+
+    def get_repository_document(self, repo_id: int, kind: str) -> str | None:
+        query = select(repository_documents.c.body).where(self._repository_document(repo_id, kind))
+        body: str | None = self.conn.execute(query).scalar()
+        return body
+
+    def put_repository_document(self, repo_id: int, kind: str, body: str) -> None:
+        self.delete_repository_document(repo_id, kind)
+        row = {"repository_id": repo_id, "kind": kind, "body": body}
+        self.conn.execute(insert(repository_documents).values(**row))
+
+    def delete_repository_document(self, repo_id: int, kind: str) -> bool:
+        query = delete(repository_documents).where(self._repository_document(repo_id, kind))
+        return bool(self.conn.execute(query).rowcount)
+
+    def repository_documents(self, kind: str) -> list[tuple[Repository, str]]:
+        c = repository_documents.c
+        rows = self.conn.execute(
+            select(*REPOSITORY_COLUMNS, c.body)
+            .select_from(
+                repositories.join(repository_documents, c.repository_id == repositories.c.id)
+            )
+            .where(c.kind == kind)
+            .order_by(repositories.c.id)
+        )
+        return [(repository_from(tuple(r)[:-1]), r[-1]) for r in rows]
