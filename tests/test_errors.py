@@ -88,6 +88,14 @@ WIRE: dict[str, tuple[str, int, str, int]] = {
     "IncompleteSignature": ("IncompleteSignatureException", 400, "UNAUTHORIZED", 401),
     "MissingAuthenticationToken": ("MissingAuthenticationTokenException", 403, "UNAUTHORIZED", 401),
     "AccessDenied": ("AccessDeniedException", 400, "DENIED", 403),
+    "LifecyclePolicyInvalid": ("InvalidParameterException", 400, "UNSUPPORTED", 400),
+    "LifecyclePolicyNotFound": ("LifecyclePolicyNotFoundException", 400, "NAME_UNKNOWN", 404),
+    "LifecyclePolicyPreviewNotFound": (
+        "LifecyclePolicyPreviewNotFoundException",
+        400,
+        "NAME_UNKNOWN",
+        404,
+    ),
 }
 
 # The statuses the OCI distribution spec (and docker/distribution, for its extra codes) pairs

@@ -50,6 +50,10 @@ Tree (indentation is inheritance)::
         IncompleteSignature           IncompleteSignatureException / UNAUTHORIZED
         MissingAuthenticationToken    MissingAuthenticationTokenException / UNAUTHORIZED
         AccessDenied                  AccessDeniedException / DENIED
+    (lifecycle policies)
+      InvalidParameter > LifecyclePolicyInvalid        InvalidParameterException / UNSUPPORTED
+      NotFound > LifecyclePolicyNotFound               LifecyclePolicyNotFoundException
+      NotFound > LifecyclePolicyPreviewNotFound        LifecyclePolicyPreviewNotFoundException
 """
 
 from __future__ import annotations
@@ -388,3 +392,34 @@ def all_error_classes() -> list[type[OpenEcrError]]:
         found.append(cls)
         stack.extend(cls.__subclasses__())
     return found
+
+
+class LifecyclePolicyInvalid(InvalidParameter):
+    """A lifecycle policy ECR would refuse; ``detail`` is the validator's own words."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            "Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: "
+            f"'Lifecycle policy validation failure: {detail}'"
+        )
+        self.detail = detail
+
+
+class LifecyclePolicyNotFound(NotFound):
+    ecr_type = "LifecyclePolicyNotFoundException"
+
+    def __init__(self, name: str, registry_id: str) -> None:
+        super().__init__(
+            f"Lifecycle policy does not exist for the repository with name '{name}' "
+            f"in the registry with id '{registry_id}'"
+        )
+
+
+class LifecyclePolicyPreviewNotFound(NotFound):
+    ecr_type = "LifecyclePolicyPreviewNotFoundException"
+
+    def __init__(self, name: str, registry_id: str) -> None:
+        super().__init__(
+            f"Lifecycle policy preview does not exist for the repository with name '{name}' "
+            f"in the registry with id '{registry_id}'"
+        )
