@@ -30,6 +30,7 @@ from openecr.service.blobs import BlobService
 from openecr.service.blobstore import BlobStore
 from openecr.service.conversion import ManifestConverter
 from openecr.service.images import ImageService
+from openecr.service.lifecycle import LifecycleService
 from openecr.service.registry import Registry, Settings
 from openecr.service.repositories import RepositoryService
 from openecr.service.schema1_signing import Schema1Signer
@@ -147,6 +148,7 @@ def build_runtime(config: Config) -> Runtime:
         ),
         blobs=BlobService(metadata, blobs),
         tokens=TokenService(load_secret(config.data_dir)),
+        lifecycle=LifecycleService(metadata, ImageService(metadata)),
     )
     return Runtime(config, registry, blobs, metadata)
 

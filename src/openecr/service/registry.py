@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from openecr.service.blobs import BlobService
 from openecr.service.images import ImageService
+from openecr.service.lifecycle import LifecycleService
 from openecr.service.repositories import RepositoryService
 from openecr.service.tokens import TokenService
 
@@ -29,6 +30,7 @@ class Registry:
     images: ImageService
     blobs: BlobService
     tokens: TokenService
+    lifecycle: LifecycleService
 
     def registry_host(self, account: str, request_host: str) -> str:
         """Where docker reaches ``account``'s registry, as ``repositoryUri`` reports it."""
