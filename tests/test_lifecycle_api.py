@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 from conftest import Server, ServerFactory
 from lifecycle_examples import EXAMPLES, Example, rule
 from lifecycle_seed import INDEX, manifest, push, runtime_on, seed, utcnow
+from openecr.config import ConfigError, from_env
 
 PREFIX = "Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: "
 FAILURE = PREFIX + "'Lifecycle policy validation failure: {}'"
@@ -489,3 +490,14 @@ def test_the_server_runs_policies_periodically(make_server: ServerFactory) -> No
         assert time.monotonic() < deadline, "the periodic run did not expire the image"
         time.sleep(0.2)
     assert "lastEvaluatedAt" in ecr.get_lifecycle_policy(repositoryName="periodic")
+
+
+def test_the_lifecycle_interval_setting() -> None:
+    assert from_env({}).lifecycle_interval == 3600
+    assert from_env({"OPENECR_LIFECYCLE_INTERVAL": "0"}).lifecycle_interval == 0
+    config = from_env({}, lifecycle_interval=2.5)
+    again = from_env({k: v for k, v in config.environ().items() if v is not None})
+    assert again.lifecycle_interval == 2.5
+    for bad in ("soon", "-1", "nan"):
+        with pytest.raises(ConfigError):
+            from_env({"OPENECR_LIFECYCLE_INTERVAL": bad})

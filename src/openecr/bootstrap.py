@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openecr.api.http import Authenticator, create_app
+from openecr.api.lifecycle_schedule import LifecycleSchedule
 from openecr.backends.filesystem import FilesystemBlobDriver
 from openecr.backends.memory_blobs import MemoryBlobDriver
 from openecr.backends.memory_metadata import MemoryMetadataStore
@@ -165,7 +166,8 @@ def build_app(runtime: Runtime) -> ASGIApp:
             },
             region=runtime.config.region,
         )
-    return create_app(runtime.registry, authenticate)
+    app = create_app(runtime.registry, authenticate)
+    return LifecycleSchedule(app, runtime.registry.lifecycle.run, runtime.config.lifecycle_interval)
 
 
 class _ClosesRuntime:

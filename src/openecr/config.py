@@ -17,6 +17,7 @@ Environment variables (each overridden by the matching ``openecr serve`` option)
 ``OPENECR_WORKERS``             server processes sharing the port (default ``1``)
 ``OPENECR_LOG_LEVEL``           ``critical``, ``error``, ``warning``, ``info`` (default),
                                 ``debug`` or ``trace``
+``OPENECR_LIFECYCLE_INTERVAL``  seconds between lifecycle policy runs (default 3600; 0: off)
 ==============================  ==========================================================
 
 ``Config.environ`` is the inverse of ``from_env``: ``openecr serve --workers N`` hands its
@@ -61,6 +62,7 @@ class Config:
     credentials: tuple[Credential, ...] = field(default=())
     workers: int = 1
     log_level: str = "info"
+    lifecycle_interval: float = 3600.0
 
     @property
     def metadata_url(self) -> str:
@@ -90,6 +92,11 @@ class Config:
             raise ConfigError(
                 f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}"
             )
+        if not self.lifecycle_interval >= 0:
+            raise ConfigError(
+                "the lifecycle interval (--lifecycle-interval, OPENECR_LIFECYCLE_INTERVAL) must "
+                f"be 0 (off) or more seconds, not {self.lifecycle_interval}"
+            )
         return self
 
     def environ(self) -> dict[str, str | None]:
@@ -113,6 +120,7 @@ class Config:
             ),
             "OPENECR_WORKERS": str(self.workers),
             "OPENECR_LOG_LEVEL": self.log_level,
+            "OPENECR_LIFECYCLE_INTERVAL": repr(self.lifecycle_interval),
         }
 
 
@@ -188,6 +196,14 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Confi
             ) from error
     if env.get("OPENECR_LOG_LEVEL"):
         values["log_level"] = env["OPENECR_LOG_LEVEL"].strip().lower()
+    if env.get("OPENECR_LIFECYCLE_INTERVAL"):
+        try:
+            values["lifecycle_interval"] = float(env["OPENECR_LIFECYCLE_INTERVAL"])
+        except ValueError as error:
+            raise ConfigError(
+                "OPENECR_LIFECYCLE_INTERVAL must be a number of seconds, not "
+                f"{env['OPENECR_LIFECYCLE_INTERVAL']!r}"
+            ) from error
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values.get("data_dir") is not None:
         values["data_dir"] = Path(str(values["data_dir"]))

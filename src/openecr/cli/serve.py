@@ -68,6 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="server processes sharing the port, e.g. one per core (1)",
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="(info)")
+    parser.add_argument(
+        "--lifecycle-interval",
+        type=float,
+        help="seconds between lifecycle policy runs (3600; 0 turns them off)",
+    )
 
 
 def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Config:
@@ -86,6 +91,7 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = N
         credentials_file=args.credentials,
         workers=args.workers,
         log_level=args.log_level,
+        lifecycle_interval=args.lifecycle_interval,
     )
 
 
