@@ -21,6 +21,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog="openecr serve", description="Run the registry.")
         serve.add_arguments(parser)
         return serve.run(parser.parse_args(args[1:]))
+    if args and args[0] == "lifecycle":
+        from openecr.cli import lifecycle
+
+        return lifecycle.run(args[1:])
     from openecr.cli import ecr
 
     return ecr.run(args)
