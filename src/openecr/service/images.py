@@ -442,6 +442,7 @@ class ImageService:
         another form, else the id fails with ImageNotFound."""
         images: list[ResolvedImage] = []
         failures: list[ImageFailure] = []
+        pulled: list[ImageRecord] = []
         seen: set[tuple[str, str | None]] = set()
         with self.meta.read() as tx:
             repo = require_repository(tx, registry_id, name)
@@ -462,8 +463,7 @@ class ImageService:
                 if found not in failures:
                     failures.append(found)
                 continue
-            if self.pulls is not None:
-                self.pulls.note(record)
+            pulled.append(record)
             # only a pull by tag alone may convert; with a digest the stored form is served
             by_tag = image_id.tag is not None and image_id.digest is None
             served = self._serve(record, accepted, repo.name, image_id.tag, by_tag=by_tag)
@@ -476,6 +476,8 @@ class ImageService:
                 if (record.digest, tag) not in seen:
                     seen.add((record.digest, tag))
                     images.append(ResolvedImage(record, tag, *served))
+        if pulled and self.pulls is not None:
+            self.pulls.note(pulled)
         return GetResult(repo, images, failures)
 
     def _serve(
@@ -651,7 +653,7 @@ class ImageService:
         if record.storage_class == ARCHIVE:
             raise ImageArchived(REASON_ARCHIVED)
         if pull and self.pulls is not None:
-            self.pulls.note(record)
+            self.pulls.note((record,))
         return record
 
     @staticmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from openecr.domain.model import ImageRecord
@@ -40,23 +41,25 @@ class PullRecorder:
         self._stopped = False
         self._thread: threading.Thread | None = None
 
-    def note(self, image: ImageRecord) -> None:
-        """Record that ``image`` was pulled now (cheap: no I/O on the caller's thread)."""
+    def note(self, images: Iterable[ImageRecord]) -> None:
+        """Record that ``images`` were pulled now (cheap: no I/O on the caller's thread)."""
         now = self.clock()
-        key = (image.repository_id, image.digest)
-        last = image.last_pulled_at
+        since = now - self.interval
         with self._lock:
-            noted = self._noted.get(key)
-            if noted is not None and (last is None or noted > last):
-                last = noted
-            if last is not None and now - last < self.interval:
-                return
-            self._noted[key] = now
+            for image in images:
+                last = image.last_pulled_at
+                if last is not None and last > since:
+                    continue
+                key = (image.repository_id, image.digest)
+                noted = self._noted.get(key)
+                if noted is not None and noted > since:
+                    continue
+                self._noted[key] = now
+                self._pending[key] = now
             if len(self._noted) > 100_000:  # forget the oldest half; they are in the store
                 for old in list(self._noted)[:50_000]:
                     del self._noted[old]
-            self._pending[key] = now
-            if self._thread is None and not self._stopped:
+            if self._pending and self._thread is None and not self._stopped:
                 self._thread = threading.Thread(
                     target=self._run, name="openecr-pull-times", daemon=True
                 )
