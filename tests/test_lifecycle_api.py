@@ -14,8 +14,10 @@ from botocore.exceptions import ClientError
 
 from conftest import Server, ServerFactory
 from lifecycle_examples import EXAMPLES, Example, rule
-from lifecycle_seed import INDEX, manifest, push, runtime_on, seed, utcnow
+from lifecycle_seed import ACCOUNT, INDEX, manifest, push, runtime_on, seed, utcnow
 from openecr.config import ConfigError, from_env
+from openecr.domain.model import ImageId
+from openecr.service.pulls import PullRecorder
 
 PREFIX = "Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: "
 FAILURE = PREFIX + "'Lifecycle policy validation failure: {}'"
@@ -396,7 +398,7 @@ def test_preview_filters_and_pages(server: Server, ecr: Any, repo: str) -> None:
     assert _error(caught)[0] == "InvalidParameterException"
 
 
-def test_transitions_are_previewed_and_skipped_by_runs(
+def test_transitions_archive_then_archived_images_expire(
     server: Server, ecr: Any, repo: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     doc = rule(1, "any", "sinceImagePushed", 5)
@@ -406,6 +408,7 @@ def test_transitions_are_previewed_and_skipped_by_runs(
         digests = seed(runtime, repo, [("old", ["v1"], 9), ("new", ["v2"], 1)], utcnow())
         ecr.start_lifecycle_policy_preview(repositoryName=repo)
         preview = ecr.get_lifecycle_policy_preview(repositoryName=repo)
+        assert [r["imageDigest"] for r in preview["previewResults"]] == [digests["old"]]
         assert preview["previewResults"][0]["action"] == {
             "type": "TRANSITION",
             "targetStorageClass": "ARCHIVE",
@@ -418,10 +421,47 @@ def test_transitions_are_previewed_and_skipped_by_runs(
         }
         with caplog.at_level(logging.INFO, logger="openecr.lifecycle"):
             report = runtime.registry.lifecycle.run(repository=repo)
-    assert [(a.digest, a.action) for a in report.actions] == [(digests["old"], "TRANSITION")]
-    assert report.actions[0].outcome.startswith("skipped")
-    assert any(digests["old"] in r.getMessage() for r in caplog.records)
-    assert _described(ecr, repo) == set(digests.values())
+        assert [(a.digest, a.action, a.outcome) for a in report.actions] == [
+            (digests["old"], "TRANSITION", "transitioned")
+        ]
+        assert any(digests["old"] in r.getMessage() for r in caplog.records)
+        details = ecr.describe_images(repositoryName=repo)["imageDetails"]
+        status = {d["imageDigest"]: d.get("imageStatus") for d in details}
+        assert status == {digests["old"]: "ARCHIVED", digests["new"]: "ACTIVE"}
+        # a second run finds nothing more to transition
+        assert runtime.registry.lifecycle.run(repository=repo).actions == []
+
+        # an archive rule expires archived images, but only after 90 days of archive
+        expire = rule(1, "any", "sinceImageTransitioned", 1)
+        expire["selection"]["storageClass"] = "archive"
+        ecr.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=_policy(expire))
+        later = runtime.registry.lifecycle
+        later.clock = lambda: utcnow() + timedelta(days=89)
+        assert later.run(repository=repo).actions == []
+        later.clock = lambda: utcnow() + timedelta(days=91)
+        ecr.start_lifecycle_policy_preview(repositoryName=repo)  # the server's clock: now
+        assert ecr.get_lifecycle_policy_preview(repositoryName=repo)["previewResults"] == []
+        assert [a.outcome for a in later.run(repository=repo).actions] == ["expired"]
+    assert _described(ecr, repo) == {digests["new"]}
+
+
+def test_since_image_pulled_counts_from_the_last_pull(server: Server, ecr: Any, repo: str) -> None:
+    now = utcnow()
+    with runtime_on(server.data_dir) as runtime:
+        digests = seed(runtime, repo, [("pulled", ["a"], 60), ("idle", ["b"], 60)], now)
+        recorder = PullRecorder(runtime.metadata, clock=lambda: now - timedelta(days=2))
+        record = runtime.registry.images.lookup(ACCOUNT, repo, ImageId(tag="a"))
+        recorder.note([record])
+        assert recorder.flush() == 1
+        ecr.put_lifecycle_policy(
+            repositoryName=repo,
+            lifecyclePolicyText=_policy(rule(1, "any", "sinceImagePulled", 30)),
+        )
+        ecr.start_lifecycle_policy_preview(repositoryName=repo)
+        preview = ecr.get_lifecycle_policy_preview(repositoryName=repo)
+        assert [r["imageDigest"] for r in preview["previewResults"]] == [digests["idle"]]
+        runtime.registry.lifecycle.run(repository=repo)
+    assert _described(ecr, repo) == {digests["pulled"]}
 
 
 def test_an_index_keeps_its_children(server: Server, ecr: Any, repo: str) -> None:

@@ -70,20 +70,20 @@ def test_lifecycle_run_dry_then_for_real(tmp_path: Path) -> None:
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines() == [
         f"would expire\tEXPIRE\t123456789012/{repo}\t{digests['old']}\ttags=-\trule=1",
-        "dry run: 1 policy evaluated, 1 would expire, 0 transitions skipped",
+        "dry run: 1 policy evaluated, 1 would expire, 0 would transition",
     ]
     assert _digests(data_dir, repo) == set(digests.values())
 
     other = _openecr(data_dir, "lifecycle", "run", "--repository-name", "team/other")
     assert other.stdout.splitlines() == [
-        "0 policies evaluated, 0 expired, 0 failed, 0 transitions skipped"
+        "0 policies evaluated, 0 expired, 0 transitioned, 0 failed"
     ]
 
     real = _openecr(data_dir, "lifecycle", "run", "--repository-name", repo)
     assert real.returncode == 0, real.stderr
     assert real.stdout.splitlines() == [
         f"expired\tEXPIRE\t123456789012/{repo}\t{digests['old']}\ttags=-\trule=1",
-        "1 policy evaluated, 1 expired, 0 failed, 0 transitions skipped",
+        "1 policy evaluated, 1 expired, 0 transitioned, 0 failed",
     ]
     assert _digests(data_dir, repo) == {digests["old-tagged"], digests["new"]}
     got = _openecr(data_dir, "get-lifecycle-policy", "--repository-name", repo)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,7 @@ def test_actions_come_by_priority_then_oldest_first() -> None:
     assert [(a.rule.priority, a.image.digest) for a in actions] == [(1, "B"), (2, "A"), (2, "C")]
 
 
-def _policy(*rules: dict[str, object]) -> str:
+def _policy(*rules: dict[str, Any]) -> str:
     return json.dumps({"rules": list(rules)})
 
 
@@ -55,10 +56,38 @@ def test_since_image_pulled_uses_the_last_pull_else_the_push() -> None:
     assert [a.image.digest for a in evaluate(policy, [pulled, never], NOW)] == ["never"]
 
 
-def test_since_image_transitioned_selects_nothing_without_archive() -> None:
-    doc = rule(1, "any", "sinceImageTransitioned", 1)
-    policy = parse_policy(_policy(doc))
-    assert evaluate(policy, [LifecycleImage("a", (), NOW - timedelta(days=99))], NOW) == []
+def _archive_rule(count_type: str, days: int) -> dict[str, Any]:
+    doc = rule(1, "any", count_type, days)
+    doc["selection"]["storageClass"] = "archive"
+    return doc
+
+
+def test_since_image_transitioned_counts_from_the_archiving() -> None:
+    policy = parse_policy(_policy(_archive_rule("sinceImageTransitioned", 100)))
+    pushed = NOW - timedelta(days=400)
+    images = [
+        LifecycleImage("long", (), pushed, 0, None, "archive", NOW - timedelta(days=101)),
+        LifecycleImage("recent", (), pushed, 1, None, "archive", NOW - timedelta(days=99)),
+        LifecycleImage("standard", (), pushed, 2),
+    ]
+    assert [a.image.digest for a in evaluate(policy, images, NOW)] == ["long"]
+
+
+def test_an_archived_image_is_expired_only_after_90_days_of_archive() -> None:
+    policy = parse_policy(_policy(_archive_rule("sinceImagePushed", 1)))
+    pushed = NOW - timedelta(days=400)
+    images = [
+        LifecycleImage("ninety", (), pushed, 0, None, "archive", NOW - timedelta(days=90)),
+        LifecycleImage("eighty-nine", (), pushed, 1, None, "archive", NOW - timedelta(days=89)),
+    ]
+    assert [a.image.digest for a in evaluate(policy, images, NOW)] == ["ninety"]
+
+
+def test_nothing_is_transitioned_to_the_class_it_is_in() -> None:
+    doc = _archive_rule("sinceImagePushed", 1)
+    doc["action"] = {"type": "transition", "targetStorageClass": "archive"}
+    image = LifecycleImage("a", (), NOW - timedelta(days=9), 0, None, "archive", NOW)
+    assert evaluate(parse_policy(_policy(doc)), [image], NOW) == []
 
 
 def test_archive_rules_select_no_standard_image() -> None:

@@ -46,13 +46,17 @@ def run(argv: Sequence[str]) -> int:
             f"\ttags={','.join(action.tags) or '-'}\trule={action.priority}"
         )
     if report.dry_run:
-        summary = f"{report.count('would expire')} would expire"
+        summary = (
+            f"{report.count('would expire')} would expire, "
+            f"{report.count('would transition')} would transition"
+        )
     else:
-        summary = f"{report.count('expired')} expired, {report.count('failed')} failed"
-    skipped = report.count("skipped")
+        summary = (
+            f"{report.count('expired')} expired, {report.count('transitioned')} transitioned, "
+            f"{report.count('failed')} failed"
+        )
     print(
         f"{'dry run: ' if report.dry_run else ''}{report.repositories} "
-        f"{'policy' if report.repositories == 1 else 'policies'} evaluated, {summary}, "
-        f"{skipped} transitions skipped"
+        f"{'policy' if report.repositories == 1 else 'policies'} evaluated, {summary}"
     )
     return 0

@@ -10,8 +10,9 @@ at ``now`` does to each image, as AWS documents it:
 * an image that a higher-priority rule's selection holds cannot be acted on by a lower-priority
   rule (the lower rules still count it);
 * ``imageCountMoreThan: N`` keeps the N most recently pushed images of its selection and acts on
-  the rest, oldest first; ``sinceImagePushed`` / ``sinceImagePulled: N days`` act on images
-  pushed (pulled) more than N days before ``now``;
+  the rest, oldest first; ``sinceImagePushed`` / ``sinceImagePulled`` /
+  ``sinceImageTransitioned: N days`` act on images pushed (pulled, archived) more than N days
+  before ``now``; an archived image is expired only once archived for 90 days;
 * an image that a stored index lists is never acted on unless that index is expired in the
   same run.
 """
@@ -39,6 +40,7 @@ ACTION_TYPES = ("expire", "transition")
 TARGET_STORAGE_CLASSES = ("archive",)
 STORAGE_CLASSES = ("standard", "archive")
 MAX_WILDCARDS = 4
+MINIMUM_ARCHIVE = timedelta(days=90)  # a policy expires no image archived for less
 
 _RULE_KEYS = ("rulePriority", "description", "selection", "action")
 _RULE_REQUIRED = ("rulePriority", "selection", "action")
@@ -97,7 +99,8 @@ class LifecycleImage:
     pushed_at: datetime
     seq: int = 0  # push order, breaks ties of ``pushed_at``
     last_pulled_at: datetime | None = None  # None: never pulled (push time counts)
-    storage_class: str = "standard"
+    storage_class: str = "standard"  # or archive
+    last_transitioned_at: datetime | None = None  # when it was last archived
     parents: tuple[str, ...] = field(default=())  # stored indexes that list this image
 
 
@@ -299,7 +302,22 @@ def _due(rule: Rule, selected: list[LifecycleImage], now: datetime) -> list[Life
         return [i for i in selected if now - i.pushed_at > limit]
     if rule.count_type == "sinceImagePulled":
         return [i for i in selected if now - (i.last_pulled_at or i.pushed_at) > limit]
-    return []  # sinceImageTransitioned: no image has been transitioned (no archive yet)
+    return [  # sinceImageTransitioned
+        i
+        for i in selected
+        if i.last_transitioned_at is not None and now - i.last_transitioned_at > limit
+    ]
+
+
+def _allowed(rule: Rule, image: LifecycleImage, now: datetime) -> bool:
+    """Whether the rule may act on the image at all: an archived image is expired only after
+    the minimum archive duration, and nothing is transitioned to the class it is in."""
+    if rule.action == "transition":
+        return image.storage_class != rule.target_storage_class
+    if image.storage_class != "archive":
+        return True
+    archived = image.last_transitioned_at
+    return archived is not None and now - archived >= MINIMUM_ARCHIVE
 
 
 def evaluate(policy: Policy, images: Sequence[LifecycleImage], now: datetime) -> list[Action]:
@@ -310,7 +328,9 @@ def evaluate(policy: Policy, images: Sequence[LifecycleImage], now: datetime) ->
     for rule in policy.rules:
         selected = _selected(rule, images)
         for image in _due(rule, selected, now):
-            if image.digest not in held and image.digest not in actions:
+            if image.digest in held or image.digest in actions:
+                continue
+            if _allowed(rule, image, now):
                 actions[image.digest] = Action(image, rule)
         held.update(i.digest for i in selected)
     expired = {d for d, a in actions.items() if a.type == "expire"}

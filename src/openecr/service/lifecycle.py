@@ -5,8 +5,9 @@ when a run last evaluated it); its last preview is its ``lifecycle-preview`` doc
 with the repository. ``run`` evaluates every policy with the engine of
 :mod:`openecr.domain.lifecycle` at the service's clock and expires images through
 ``ImageService.batch_delete_image`` (so an image a stored index lists is never deleted from
-under it); each action is logged on the ``openecr.lifecycle`` logger. A preview and a run at
-the same clock act on the same images.
+under it) and archives through ``ImageService.update_storage_class``; each action is logged
+on the ``openecr.lifecycle`` logger. A preview and a run at the same clock act on the same
+images.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from openecr.errors import (
     InvalidParameter,
     LifecyclePolicyNotFound,
     LifecyclePolicyPreviewNotFound,
+    OpenEcrError,
     RepositoryNotFound,
 )
 from openecr.ports.metadata import MetadataStore, Transaction
@@ -161,7 +163,7 @@ class RunAction:
     tags: tuple[str, ...]
     priority: int
     action: str  # EXPIRE | TRANSITION
-    outcome: str  # expired | would expire | skipped: <why> | failed: <why>
+    outcome: str  # expired | transitioned | would expire | would transition | failed: <why>
 
 
 @dataclass(slots=True)
@@ -177,18 +179,23 @@ class RunReport:
 
 
 def _load_images(tx: Transaction, repo: Repository) -> list[LifecycleImage]:
-    """Every image of ``repo`` as the engine sees it (openecr records no pull times yet, and
-    every image is in the standard storage class)."""
+    """Every image of ``repo`` as the engine sees it."""
     images: list[LifecycleImage] = []
     after: int | None = None
     while True:
         views = tx.list_images(repo.id, "ANY", after, _PAGE)
         for view in views:
             image = view.image
-            parents = tuple(tx.images_referencing(repo.id, image.digest))
             images.append(
                 LifecycleImage(
-                    image.digest, view.tags, image.pushed_at, image.seq, None, parents=parents
+                    image.digest,
+                    view.tags,
+                    image.pushed_at,
+                    image.seq,
+                    last_pulled_at=image.last_pulled_at,
+                    storage_class=image.storage_class.lower(),
+                    last_transitioned_at=image.last_archived_at,
+                    parents=tuple(tx.images_referencing(repo.id, image.digest)),
                 )
             )
         if len(views) < _PAGE:
@@ -287,8 +294,8 @@ class LifecycleService:
         self, repository: str | None = None, registry_id: str | None = None, dry_run: bool = False
     ) -> RunReport:
         """Apply every stored policy (only ``repository``'s, of ``registry_id`` when given):
-        expire what it expires, log and skip transitions (no archive storage class yet), and
-        record the evaluation time. ``dry_run`` only reports."""
+        expire (delete) and transition (archive) what it says, and record the evaluation
+        time. ``dry_run`` only reports."""
         report = RunReport(dry_run)
         with self.meta.read() as tx:
             stored = [
@@ -309,25 +316,35 @@ class LifecycleService:
             actions = evaluate(policy, _load_images(tx, repo), now)
         outcomes: dict[str, str] = {}
         expiring = [a.image.digest for a in actions if a.type == "expire"]
+        transitioning = [a.image.digest for a in actions if a.type == "transition"]
         if dry_run:
             outcomes = {d: "would expire" for d in expiring}
-        elif expiring:
+            outcomes.update({d: "would transition" for d in transitioning})
+            expiring = transitioning = []
+        if expiring:
             try:
                 result = self.images.batch_delete_image(
                     repo.registry_id, repo.name, [ImageId(d) for d in expiring]
                 )
             except RepositoryNotFound:
-                return []  # deleted since: nothing left to expire
-            outcomes = {i.digest: "expired" for i in result.deleted if i.digest}
+                return []  # deleted since: nothing left to act on
+            outcomes.update({i.digest: "expired" for i in result.deleted if i.digest})
             for failure in result.failures:
                 outcomes[failure.image_id.digest or ""] = f"failed: {failure.reason}"
+        for digest in transitioning:
+            try:
+                self.images.update_storage_class(
+                    repo.registry_id, repo.name, ImageId(digest), "ARCHIVE"
+                )
+                outcomes[digest] = "transitioned"
+            except RepositoryNotFound:
+                return []
+            except OpenEcrError as error:
+                outcomes[digest] = f"failed: {error.message}"
         done: list[RunAction] = []
         for action in actions:
             digest = action.image.digest
-            if action.type == "transition":
-                outcome = "skipped: transitions arrive with the archive storage class"
-            else:
-                outcome = outcomes.get(digest, "failed: image not found")
+            outcome = outcomes.get(digest, "failed: image not found")
             done.append(
                 RunAction(
                     repo,
