@@ -1,19 +1,21 @@
-"""``openecr lifecycle run`` on a data directory (no server): dry run, then the real run."""
+"""``openecr lifecycle run`` on a data directory (no server): dry run, then the real run; and
+the periodic run of an ``openecr serve --workers 2`` process."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import VENV_BIN
+from conftest import VENV_BIN, ServerFactory
 from lifecycle_examples import rule
 from lifecycle_seed import runtime_on, seed, utcnow
 
-pytestmark = pytest.mark.slow  # runs the openecr CLI as a process
+pytestmark = pytest.mark.slow  # runs the openecr CLI or server as a process
 
 OPENECR = str(VENV_BIN / "openecr")
 
@@ -88,3 +90,26 @@ def test_lifecycle_run_dry_then_for_real(tmp_path: Path) -> None:
     assert _digests(data_dir, repo) == {digests["old-tagged"], digests["new"]}
     got = _openecr(data_dir, "get-lifecycle-policy", "--repository-name", repo)
     assert "lastEvaluatedAt" in json.loads(got.stdout)
+
+
+def test_every_worker_runs_the_schedule_without_harm(make_server: ServerFactory) -> None:
+    server = make_server("--workers", "2", "--lifecycle-interval", "1", process=True)
+    ecr = server.client()
+    ecr.create_repository(repositoryName="workers")
+    with runtime_on(server.data_dir) as runtime:
+        digests = seed(
+            runtime, "workers", [("old", [], 30), ("older", [], 40), ("new", ["v1"], 0)], utcnow()
+        )
+    ecr.put_lifecycle_policy(
+        repositoryName="workers",
+        lifecyclePolicyText=json.dumps({"rules": [rule(1, "untagged", "sinceImagePushed", 7)]}),
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        details = ecr.describe_images(repositoryName="workers")["imageDetails"]
+        if {d["imageDigest"] for d in details} == {digests["new"]}:
+            break
+        assert time.monotonic() < deadline, "no worker expired the images"
+        time.sleep(0.2)
+    assert "lastEvaluatedAt" in ecr.get_lifecycle_policy(repositoryName="workers")
+    assert server.process is not None and server.process.poll() is None
