@@ -80,6 +80,10 @@ def test_lifecycle_run_dry_then_for_real(tmp_path: Path) -> None:
     assert other.stdout.splitlines() == [
         "0 policies evaluated, 0 expired, 0 transitioned, 0 failed"
     ]
+    elsewhere = _openecr(data_dir, "lifecycle", "run", "--registry-id", "999999999999")
+    assert elsewhere.stdout.splitlines() == [
+        "0 policies evaluated, 0 expired, 0 transitioned, 0 failed"
+    ]
 
     real = _openecr(data_dir, "lifecycle", "run", "--repository-name", repo)
     assert real.returncode == 0, real.stderr

@@ -22,6 +22,7 @@ from openecr.domain.lifecycle import Action, LifecycleImage, Policy, evaluate, p
 from openecr.domain.model import ImageId, Repository
 from openecr.errors import (
     InvalidParameter,
+    LifecyclePolicyInvalid,
     LifecyclePolicyNotFound,
     LifecyclePolicyPreviewNotFound,
     OpenEcrError,
@@ -306,7 +307,12 @@ class LifecycleService:
             ]
         for policy in stored:
             report.repositories += 1
-            report.actions.extend(self._run_one(policy, parse_policy(policy.text), dry_run))
+            try:
+                parsed = parse_policy(policy.text)
+            except LifecyclePolicyInvalid as error:  # stored by an older, laxer version
+                log.error("lifecycle policy of %s is not valid: %s", policy.repository.name, error)
+                continue
+            report.actions.extend(self._run_one(policy, parsed, dry_run))
         return report
 
     def _run_one(self, stored: StoredPolicy, policy: Policy, dry_run: bool) -> list[RunAction]:
