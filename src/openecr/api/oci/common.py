@@ -78,13 +78,24 @@ class Context:
             return None
         if not value.isdigit() or len(value) > 9:
             raise PaginationInvalid(
-                f"The value of '{key}' must be a non-negative integer, not '{value}'"
+                f"The value of '{key}' must be a non-negative integer, not '{echo(value)}'"
             )
         return int(value)
 
     def content_length(self) -> int | None:
         value = self.request.headers.get("content-length")
         return int(value) if value is not None and value.isdigit() else None
+
+
+ECHO_LIMIT = 100  # characters of a client's value an error message repeats
+
+
+def echo(value: str) -> str:
+    """``value`` for an error message: whole when short, else its first :data:`ECHO_LIMIT`
+    characters and how long it was (a message never repeats a client's input unbounded)."""
+    if len(value) <= ECHO_LIMIT:
+        return value
+    return f"{value[:ECHO_LIMIT]}... ({len(value)} characters)"
 
 
 def check_name(name: str) -> None:
@@ -102,7 +113,7 @@ def parse_digest(value: str) -> Digest:
     digest = Digest.try_parse(value)
     if digest is None:
         raise DigestInvalid(
-            f"The digest '{value}' is not valid: expected sha256:<64 hex> or sha512:<128 hex>"
+            f"The digest '{echo(value)}' is not valid: expected sha256:<64 hex> or sha512:<128 hex>"
         )
     return digest
 
