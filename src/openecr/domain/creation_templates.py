@@ -82,7 +82,9 @@ class CreationTemplate:
             kms_key=doc.get("kmsKey"),
             resource_tags=tuple((k, v) for k, v in doc.get("resourceTags", ())),
             tag_mutability=TagMutability(doc.get("imageTagMutability", "MUTABLE")),
-            exclusion_filters=tuple(ExclusionFilter(f, t) for f, t in doc.get("exclusionFilters", ())),
+            exclusion_filters=tuple(
+                ExclusionFilter(f, t) for f, t in doc.get("exclusionFilters", ())
+            ),
             repository_policy=doc.get("repositoryPolicy"),
             lifecycle_policy=doc.get("lifecyclePolicy"),
             custom_role_arn=doc.get("customRoleArn"),
