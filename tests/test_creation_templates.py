@@ -488,6 +488,8 @@ def test_create_on_push_applies_the_matching_template(make_server: ServerFactory
     assert made["imageTagMutability"] == "MUTABLE"
     # a template deleted applies no more
     ecr.delete_repository_creation_template(prefix="ROOT")
+    existing = ecr.describe_repositories(repositoryNames=["team"])["repositories"][0]
+    assert existing["imageTagMutability"] == "IMMUTABLE"  # existing repositories stay as made
     _push_blob(server, "plain")
     plain = ecr.describe_repositories(repositoryNames=["plain"])["repositories"][0]
     assert plain["imageTagMutability"] == "MUTABLE"

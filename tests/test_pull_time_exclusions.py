@@ -46,8 +46,10 @@ def test_register_list_and_deregister(make_server: ServerFactory) -> None:
     assert made["principalArn"] == role
     assert int(before) <= made["createdAt"].timestamp() <= time.time()
     ecr.register_pull_time_update_exclusion(principalArn=user(1))
+    foreign = "arn:aws-cn:iam::210987654321:user/elsewhere"  # any account, any partition
+    ecr.register_pull_time_update_exclusion(principalArn=foreign)
     listed = ecr.list_pull_time_update_exclusions()
-    assert listed["pullTimeUpdateExclusions"] == [role, user(1)]
+    assert listed["pullTimeUpdateExclusions"] == [foreign, role, user(1)]
     assert "nextToken" not in listed
     assert error(ecr.register_pull_time_update_exclusion, principalArn=role) == (
         "ExclusionAlreadyExistsException",
@@ -57,7 +59,7 @@ def test_register_list_and_deregister(make_server: ServerFactory) -> None:
     )
     gone = ecr.deregister_pull_time_update_exclusion(principalArn=role)
     assert gone["principalArn"] == role
-    assert ecr.list_pull_time_update_exclusions()["pullTimeUpdateExclusions"] == [user(1)]
+    assert ecr.list_pull_time_update_exclusions()["pullTimeUpdateExclusions"] == [foreign, user(1)]
     assert error(ecr.deregister_pull_time_update_exclusion, principalArn=role) == (
         "ExclusionNotFoundException",
         f"The pull time update exclusion for principal '{role}' does not exist in the registry "
