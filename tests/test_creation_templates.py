@@ -394,8 +394,12 @@ def test_describe_pages_in_prefix_order(make_server: ServerFactory) -> None:
         "Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid NextToken'",
         400,
     )
-    foreign = client.describe_repositories(maxResults=1)
-    assert "nextToken" not in foreign  # no repositories: a template token is never a repo token
+    # a token of this listing is refused by another
+    assert error(client.list_pull_time_update_exclusions, nextToken=paged["nextToken"]) == (
+        "InvalidParameterException",
+        "Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid NextToken'",
+        400,
+    )
 
 
 def test_templates_survive_a_restart(make_server: ServerFactory) -> None:
