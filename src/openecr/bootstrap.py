@@ -32,6 +32,7 @@ from openecr.service.conversion import ManifestConverter
 from openecr.service.creation_templates import CreationTemplateService
 from openecr.service.images import ImageService
 from openecr.service.pull_time_exclusions import PullTimeExclusionService
+from openecr.service.pulls import PullRecorder
 from openecr.service.registry import Registry, Settings
 from openecr.service.repositories import RepositoryService
 from openecr.service.schema1_signing import Schema1Signer
@@ -48,8 +49,10 @@ class Runtime:
     registry: Registry
     blobs: BlobStore
     metadata: MetadataStore
+    pulls: PullRecorder
 
     def close(self) -> None:
+        self.pulls.close()
         self.metadata.close()
 
 
@@ -139,6 +142,7 @@ def build_runtime(config: Config) -> Runtime:
         authenticate=bool(config.credentials),
         create_on_push=config.create_on_push,
     )
+    pulls = PullRecorder(metadata)
     registry = Registry(
         settings=settings,
         repositories=RepositoryService(metadata),
@@ -146,13 +150,14 @@ def build_runtime(config: Config) -> Runtime:
             metadata,
             lenient_manifests=config.lenient_manifests,
             converter=ManifestConverter(metadata, blobs, load_schema1_key(config.data_dir)),
+            pulls=pulls,
         ),
         blobs=BlobService(metadata, blobs),
         tokens=TokenService(load_secret(config.data_dir)),
         templates=CreationTemplateService(metadata),
         exclusions=PullTimeExclusionService(metadata),
     )
-    return Runtime(config, registry, blobs, metadata)
+    return Runtime(config, registry, blobs, metadata, pulls)
 
 
 def build_app(runtime: Runtime) -> ASGIApp:
