@@ -95,6 +95,10 @@ WIRE: dict[str, tuple[str, int, str, int]] = {
     "IncompleteSignature": ("IncompleteSignatureException", 400, "UNAUTHORIZED", 401),
     "MissingAuthenticationToken": ("MissingAuthenticationTokenException", 403, "UNAUTHORIZED", 401),
     "AccessDenied": ("AccessDeniedException", 400, "DENIED", 403),
+    "TemplateNotFound": ("TemplateNotFoundException", 400, "NAME_UNKNOWN", 404),
+    "TemplateAlreadyExists": ("TemplateAlreadyExistsException", 400, "DENIED", 403),
+    "ExclusionNotFound": ("ExclusionNotFoundException", 400, "NAME_UNKNOWN", 404),
+    "ExclusionAlreadyExists": ("ExclusionAlreadyExistsException", 400, "DENIED", 403),
 }
 
 # The statuses the OCI distribution spec (and docker/distribution, for its extra codes) pairs

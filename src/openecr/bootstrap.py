@@ -29,7 +29,9 @@ from openecr.ports.metadata import MetadataStore
 from openecr.service.blobs import BlobService
 from openecr.service.blobstore import BlobStore
 from openecr.service.conversion import ManifestConverter
+from openecr.service.creation_templates import CreationTemplateService
 from openecr.service.images import ImageService
+from openecr.service.pull_time_exclusions import PullTimeExclusionService
 from openecr.service.pulls import PullRecorder
 from openecr.service.registry import Registry, Settings
 from openecr.service.repositories import RepositoryService
@@ -152,6 +154,8 @@ def build_runtime(config: Config) -> Runtime:
         ),
         blobs=BlobService(metadata, blobs),
         tokens=TokenService(load_secret(config.data_dir)),
+        templates=CreationTemplateService(metadata),
+        exclusions=PullTimeExclusionService(metadata),
     )
     return Runtime(config, registry, blobs, metadata, pulls)
 

@@ -50,6 +50,11 @@ Tree (indentation is inheritance)::
         IncompleteSignature           IncompleteSignatureException / UNAUTHORIZED
         MissingAuthenticationToken    MissingAuthenticationTokenException / UNAUTHORIZED
         AccessDenied                  AccessDeniedException / DENIED
+      NotFound, Conflict (control plane, continued)
+        TemplateNotFound              TemplateNotFoundException / NAME_UNKNOWN (404)
+        TemplateAlreadyExists         TemplateAlreadyExistsException / DENIED (403)
+        ExclusionNotFound             ExclusionNotFoundException / NAME_UNKNOWN (404)
+        ExclusionAlreadyExists        ExclusionAlreadyExistsException / DENIED (403)
 """
 
 from __future__ import annotations
@@ -390,6 +395,50 @@ class MissingAuthenticationToken(AuthError):
 class AccessDenied(AuthError):
     ecr_type = "AccessDeniedException"
     oci_code = OciCode.DENIED
+
+
+class TemplateNotFound(NotFound):
+    """No repository creation template has the prefix."""
+
+    ecr_type = "TemplateNotFoundException"
+
+    def __init__(self, prefix: str, registry_id: str) -> None:
+        super().__init__(
+            f"The repository creation template with prefix '{prefix}' does not exist in the "
+            f"registry with id '{registry_id}'"
+        )
+
+
+class TemplateAlreadyExists(Conflict):
+    ecr_type = "TemplateAlreadyExistsException"
+
+    def __init__(self, prefix: str, registry_id: str) -> None:
+        super().__init__(
+            f"The repository creation template with prefix '{prefix}' already exists in the "
+            f"registry with id '{registry_id}'"
+        )
+
+
+class ExclusionNotFound(NotFound):
+    """The principal is not on the registry's pull time update exclusion list."""
+
+    ecr_type = "ExclusionNotFoundException"
+
+    def __init__(self, principal_arn: str, registry_id: str) -> None:
+        super().__init__(
+            f"The pull time update exclusion for principal '{principal_arn}' does not exist in "
+            f"the registry with id '{registry_id}'"
+        )
+
+
+class ExclusionAlreadyExists(Conflict):
+    ecr_type = "ExclusionAlreadyExistsException"
+
+    def __init__(self, principal_arn: str, registry_id: str) -> None:
+        super().__init__(
+            f"The pull time update exclusion for principal '{principal_arn}' already exists in "
+            f"the registry with id '{registry_id}'"
+        )
 
 
 def all_error_classes() -> list[type[OpenEcrError]]:

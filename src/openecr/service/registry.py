@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from openecr.service.blobs import BlobService
+from openecr.service.creation_templates import CreationTemplateService
 from openecr.service.images import ImageService
+from openecr.service.pull_time_exclusions import PullTimeExclusionService
 from openecr.service.repositories import RepositoryService
 from openecr.service.tokens import TokenService
 
@@ -29,6 +31,8 @@ class Registry:
     images: ImageService
     blobs: BlobService
     tokens: TokenService
+    templates: CreationTemplateService
+    exclusions: PullTimeExclusionService
 
     def registry_host(self, account: str, request_host: str) -> str:
         """Where docker reaches ``account``'s registry, as ``repositoryUri`` reports it."""

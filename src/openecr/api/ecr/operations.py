@@ -477,3 +477,7 @@ OPERATIONS: dict[str, Callable[[Call], Doc]] = {
     "UntagResource": untag_resource,
     "UploadLayerPart": upload_layer_part,
 }
+
+from openecr.api.ecr.templates_operations import TEMPLATES_OPERATIONS  # noqa: E402
+
+OPERATIONS.update(TEMPLATES_OPERATIONS)

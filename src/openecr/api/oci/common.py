@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from openecr.api.oci.auth import Authenticator, Identity
 from openecr.domain import names
+from openecr.domain.creation_templates import AppliedFor
 from openecr.domain.digest import Digest
 from openecr.errors import (
     DigestInvalid,
@@ -23,7 +24,6 @@ from openecr.errors import (
 )
 from openecr.service.blobs import PartUpload
 from openecr.service.registry import Registry
-from openecr.service.repositories import NewRepository
 
 T = TypeVar("T")
 
@@ -69,7 +69,8 @@ class Context:
 
     def _create(self, registry_id: str, name: str) -> None:
         with contextlib.suppress(RepositoryAlreadyExists):  # a concurrent push created it
-            self.registry.repositories.create(registry_id, NewRepository(name=name))
+            spec = self.registry.templates.apply(registry_id, name, AppliedFor.CREATE_ON_PUSH)
+            self.registry.repositories.create(registry_id, spec)
 
     def query_int(self, key: str) -> int | None:
         """A non-negative integer query parameter (``n``); raises PaginationInvalid."""
