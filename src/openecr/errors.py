@@ -204,6 +204,13 @@ class RouteNotFound(UnknownOperation):
     oci_status = 404
 
 
+class StorageUnavailable(OpenEcrError):
+    """The data directory (or the database) cannot take a write: full, or read-only. ECR has
+    no such error (ServerException, naming the cause); on /v2 it is 507 Insufficient Storage."""
+
+    oci_status = 507
+
+
 class NotFound(OpenEcrError):
     ecr_status = 400
     oci_code = OciCode.NAME_UNKNOWN

@@ -28,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 from openecr.api.oci import blobs, manifests, referrers, render, tags, uploads
 from openecr.api.oci.auth import Authenticator
 from openecr.api.oci.common import Context
+from openecr.api.storage_errors import storage_error
 from openecr.errors import NameInvalid, OciCode, OpenEcrError, RouteNotFound, UnknownOperation
 from openecr.service.registry import Registry
 
@@ -89,9 +90,11 @@ class OciApp:
             response = self.error(request, error)
         except ClientDisconnect:
             return
-        except Exception:
-            log.exception("%s %s failed", request.method, request.url.path)
-            response = render.error_response(OpenEcrError("An internal error occurred"))
+        except Exception as error:
+            storage = storage_error(error)
+            if storage is None:
+                log.exception("%s %s failed", request.method, request.url.path)
+            response = render.error_response(storage or OpenEcrError("An internal error occurred"))
         response.headers[render.API_VERSION[0]] = render.API_VERSION[1]
         await response(scope, receive, send)
 
