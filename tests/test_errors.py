@@ -88,6 +88,13 @@ WIRE: dict[str, tuple[str, int, str, int]] = {
     "IncompleteSignature": ("IncompleteSignatureException", 400, "UNAUTHORIZED", 401),
     "MissingAuthenticationToken": ("MissingAuthenticationTokenException", 403, "UNAUTHORIZED", 401),
     "AccessDenied": ("AccessDeniedException", 400, "DENIED", 403),
+    "ValidationError": ("ValidationException", 400, "UNSUPPORTED", 400),
+    "SigningConfigurationNotFound": (
+        "SigningConfigurationNotFoundException",
+        400,
+        "NAME_UNKNOWN",
+        404,
+    ),
 }
 
 # The statuses the OCI distribution spec (and docker/distribution, for its extra codes) pairs

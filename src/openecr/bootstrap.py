@@ -26,13 +26,16 @@ from openecr.backends.sql import SqlMetadataStore
 from openecr.config import Config, ConfigError, from_env
 from openecr.ports.blobs import BlobDriver
 from openecr.ports.metadata import MetadataStore
+from openecr.service.account_settings import AccountSettingsService
 from openecr.service.blobs import BlobService
 from openecr.service.blobstore import BlobStore
 from openecr.service.conversion import ManifestConverter
 from openecr.service.images import ImageService
+from openecr.service.referrers import ReferrerService
 from openecr.service.registry import Registry, Settings
 from openecr.service.repositories import RepositoryService
 from openecr.service.schema1_signing import Schema1Signer
+from openecr.service.signing import SigningService
 from openecr.service.tokens import TokenService
 
 T = TypeVar("T")
@@ -147,6 +150,9 @@ def build_runtime(config: Config) -> Runtime:
         ),
         blobs=BlobService(metadata, blobs),
         tokens=TokenService(load_secret(config.data_dir)),
+        account_settings=AccountSettingsService(metadata),
+        signing=SigningService(metadata),
+        referrers=ReferrerService(metadata),
     )
     return Runtime(config, registry, blobs, metadata)
 
