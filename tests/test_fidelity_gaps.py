@@ -109,3 +109,9 @@ def test_aes256_repositories_have_no_key(ecr: Any, repo_name: str) -> None:
         repositoryName=repo_name, encryptionConfiguration={"encryptionType": "AES256"}
     )
     assert created["repository"]["encryptionConfiguration"] == {"encryptionType": "AES256"}
+
+
+def test_kms_dsse_without_a_key_is_kept_as_given(ecr: Any, repo_name: str) -> None:
+    dsse = {"encryptionType": "KMS_DSSE"}
+    created = ecr.create_repository(repositoryName=repo_name, encryptionConfiguration=dsse)
+    assert created["repository"]["encryptionConfiguration"] == dsse

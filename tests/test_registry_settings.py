@@ -343,6 +343,27 @@ def test_signing_status_per_matching_profile(fresh: Server) -> None:
     assert got["signingStatuses"] == [{"signingProfileArn": PROFILE, "status": "COMPLETE"}]
 
 
+def test_cosign_simple_signing_config_counts_as_a_signature(ecr: Any, repo: str) -> None:
+    """A cosign signature manifest without ``artifactType``: its config type says what it is."""
+    subject = push_image(ecr, repo, "v1", "cosign")
+    payload = b'{"critical": {}}'
+    config = upload_blob(ecr, repo, payload)
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI,
+        "config": {
+            "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+            "digest": config,
+            "size": len(payload),
+        },
+        "layers": [],
+        "subject": {"mediaType": OCI, "digest": subject[0], "size": subject[1]},
+    }
+    ecr.put_image(repositoryName=repo, imageManifest=json.dumps(doc))
+    got = ecr.describe_image_signing_status(repositoryName=repo, imageId={"imageTag": "v1"})
+    assert got["signingStatuses"] == [{"status": "COMPLETE"}]
+
+
 def test_signing_status_errors(ecr: Any, raw_ecr: Any, repo: str) -> None:
     push_image(ecr, repo, "v1", "errors")
     assert error_of(
