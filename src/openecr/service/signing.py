@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from openecr.domain.model import FailureCode, ImageFailure, ImageId, Repository
 from openecr.errors import ImageNotFound, InvalidParameter, SigningConfigurationNotFound
@@ -63,31 +64,33 @@ class SigningReport:
     statuses: list[SigningStatus]
 
 
-def _dump(rules: Sequence[SigningRule]) -> str:
+def rules_to_document(rules: Sequence[SigningRule]) -> dict[str, Any]:
+    """The model's ``SigningConfiguration`` for ``rules`` (stored and answered as is)."""
     docs = []
     for rule in rules:
-        doc: dict[str, object] = {"signingProfileArn": rule.signing_profile_arn}
+        doc: dict[str, Any] = {"signingProfileArn": rule.signing_profile_arn}
         if rule.filters:
             doc["repositoryFilters"] = [
                 {"filter": f, "filterType": FILTER_TYPE} for f in rule.filters
             ]
         docs.append(doc)
-    return json.dumps({"rules": docs})
+    return {"rules": docs}
 
 
-def _load(body: str) -> list[SigningRule]:
+def rules_from_document(doc: dict[str, Any]) -> list[SigningRule]:
+    """The rules of a (validated) ``SigningConfiguration``."""
     return [
         SigningRule(
             rule["signingProfileArn"],
-            tuple(f["filter"] for f in rule.get("repositoryFilters", ())),
+            tuple(f["filter"] for f in rule.get("repositoryFilters") or ()),
         )
-        for rule in json.loads(body)["rules"]
+        for rule in doc["rules"]
     ]
 
 
 def _configuration(tx: Transaction, registry_id: str) -> list[SigningRule] | None:
     body = tx.get_document(registry_id, KIND, "")
-    return None if body is None else _load(body)
+    return None if body is None else rules_from_document(json.loads(body))
 
 
 def statuses(rules: Sequence[SigningRule], repository: str, signed: bool) -> list[SigningStatus]:
@@ -109,7 +112,7 @@ class SigningService:
     def put(self, registry_id: str, rules: Sequence[SigningRule]) -> list[SigningRule]:
         """Create or replace the registry's signing configuration; return it."""
         with self.meta.write() as tx:
-            tx.put_document(registry_id, KIND, "", _dump(rules))
+            tx.put_document(registry_id, KIND, "", json.dumps(rules_to_document(rules)))
         return list(rules)
 
     def get(self, registry_id: str) -> list[SigningRule]:

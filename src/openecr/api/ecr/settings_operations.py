@@ -3,10 +3,14 @@ configuration and image signing status, and ListImageReferrers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from openecr.api.ecr.operations import Call, Doc, _image_id
-from openecr.service.signing import FILTER_TYPE, SigningRule, SigningStatus
+from openecr.domain.model import ImageId
+from openecr.service.signing import SigningStatus, rules_from_document, rules_to_document
+
+if TYPE_CHECKING:  # operations.py imports this module at its end: no import back at run time
+    from openecr.api.ecr.operations import Call, Doc
 
 
 def get_account_setting(call: Call) -> Doc:
@@ -27,45 +31,22 @@ def describe_registry(call: Call) -> Doc:
     return {"registryId": call.registry_id(), "replicationConfiguration": {"rules": []}}
 
 
-def _rules(doc: Doc) -> list[SigningRule]:
-    return [
-        SigningRule(
-            rule["signingProfileArn"],
-            tuple(f["filter"] for f in rule.get("repositoryFilters") or ()),
-        )
-        for rule in doc["rules"]
-    ]
-
-
-def _configuration(rules: Sequence[SigningRule]) -> Doc:
-    docs = []
-    for rule in rules:
-        doc: Doc = {"signingProfileArn": rule.signing_profile_arn}
-        if rule.filters:
-            doc["repositoryFilters"] = [
-                {"filter": f, "filterType": FILTER_TYPE} for f in rule.filters
-            ]
-        docs.append(doc)
-    return {"rules": docs}
-
-
 def put_signing_configuration(call: Call) -> Doc:
-    rules = call.registry.signing.put(
-        call.registry_id(), _rules(call.params["signingConfiguration"])
-    )
-    return {"signingConfiguration": _configuration(rules)}
+    configuration = rules_from_document(call.params["signingConfiguration"])
+    rules = call.registry.signing.put(call.registry_id(), configuration)
+    return {"signingConfiguration": rules_to_document(rules)}
 
 
 def get_signing_configuration(call: Call) -> Doc:
     registry_id = call.registry_id()
     rules = call.registry.signing.get(registry_id)
-    return {"registryId": registry_id, "signingConfiguration": _configuration(rules)}
+    return {"registryId": registry_id, "signingConfiguration": rules_to_document(rules)}
 
 
 def delete_signing_configuration(call: Call) -> Doc:
     registry_id = call.registry_id()
     rules = call.registry.signing.delete(registry_id)
-    return {"registryId": registry_id, "signingConfiguration": _configuration(rules)}
+    return {"registryId": registry_id, "signingConfiguration": rules_to_document(rules)}
 
 
 def _status(status: SigningStatus) -> Doc:
@@ -83,7 +64,9 @@ def describe_image_signing_status(call: Call) -> Doc:
     p = call.params
     name = p["repositoryName"]
     report = call.registry.signing.image_status(
-        call.registry_id(name), name, _image_id(p["imageId"])
+        call.registry_id(name),
+        name,
+        ImageId(p["imageId"].get("imageDigest"), p["imageId"].get("imageTag")),
     )
     image_id: Doc = {"imageDigest": report.digest}
     if report.tag is not None:
