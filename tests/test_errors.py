@@ -57,6 +57,7 @@ WIRE: dict[str, tuple[str, int, str, int]] = {
     "NotFound": ("ServerException", 400, "NAME_UNKNOWN", 404),
     "RepositoryNotFound": ("RepositoryNotFoundException", 400, "NAME_UNKNOWN", 404),
     "ImageNotFound": ("ImageNotFoundException", 400, "MANIFEST_UNKNOWN", 404),
+    "ImageArchived": ("ImageArchivedException", 400, "MANIFEST_UNKNOWN", 404),
     "LayersNotFound": ("LayersNotFoundException", 400, "MANIFEST_BLOB_UNKNOWN", 404),
     "ReferencedImagesNotFound": (
         "ReferencedImagesNotFoundException",
@@ -70,6 +71,12 @@ WIRE: dict[str, tuple[str, int, str, int]] = {
     "RepositoryAlreadyExists": ("RepositoryAlreadyExistsException", 400, "DENIED", 403),
     "RepositoryNotEmpty": ("RepositoryNotEmptyException", 400, "DENIED", 403),
     "ImageAlreadyExists": ("ImageAlreadyExistsException", 400, "MANIFEST_INVALID", 400),
+    "ImageStorageClassUpdateNotSupported": (
+        "ImageStorageClassUpdateNotSupportedException",
+        400,
+        "UNSUPPORTED",
+        405,
+    ),
     "ImageTagAlreadyExists": ("ImageTagAlreadyExistsException", 400, "TAG_INVALID", 400),
     "LayerAlreadyExists": ("LayerAlreadyExistsException", 400, "DENIED", 403),
     "ImageReferencedByIndex": ("InvalidParameterException", 400, "UNSUPPORTED", 400),

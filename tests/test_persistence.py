@@ -34,6 +34,8 @@ def snapshot(ecr: Any) -> dict[str, Any]:
                 for p in ecr.get_paginator("describe_images").paginate(repositoryName=name)
                 for d in p["imageDetails"]
             ]
+            for d in details:  # pulls move it (kept across restarts: tests/test_archive.py)
+                d.pop("lastRecordedPullTime", None)
             state["images"][name] = details
             state["ids"][name] = [
                 i

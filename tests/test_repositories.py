@@ -639,6 +639,7 @@ def test_describe_images_fields(ecr: Any, repo: str) -> None:
         "imageSizeInBytes": layer_sizes(docker),
         "imageManifestMediaType": DOCKER,
         "artifactMediaType": "application/vnd.docker.container.image.v1+json",
+        "imageStatus": "ACTIVE",
     }
     assert details[oci_digest] == {  # untagged: no imageTags member at all
         "registryId": ACCOUNT,
@@ -647,6 +648,7 @@ def test_describe_images_fields(ecr: Any, repo: str) -> None:
         "imageSizeInBytes": layer_sizes(oci),
         "imageManifestMediaType": OCI,
         "artifactMediaType": "application/vnd.oci.image.config.v1+json",
+        "imageStatus": "ACTIVE",
     }
 
 

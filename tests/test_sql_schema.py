@@ -44,4 +44,6 @@ def test_an_old_data_dir_loses_its_open_uploads_and_keeps_its_images(tmp_path: P
         finally:
             store.close()
         assert found is not None and (found.seq, found.manifest) == (7, b"{}")
+        # the columns added since (archive, pull times) were added, with their defaults
+        assert (found.storage_class, found.last_pulled_at) == ("STANDARD", None)
         assert "uploads" not in tables(path) and "upload_sessions" in tables(path)

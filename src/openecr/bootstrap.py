@@ -31,6 +31,7 @@ from openecr.service.blobs import BlobService
 from openecr.service.blobstore import BlobStore
 from openecr.service.conversion import ManifestConverter
 from openecr.service.images import ImageService
+from openecr.service.pulls import PullRecorder
 from openecr.service.referrers import ReferrerService
 from openecr.service.registry import Registry, Settings
 from openecr.service.repositories import RepositoryService
@@ -49,8 +50,10 @@ class Runtime:
     registry: Registry
     blobs: BlobStore
     metadata: MetadataStore
+    pulls: PullRecorder
 
     def close(self) -> None:
+        self.pulls.close()
         self.metadata.close()
 
 
@@ -140,6 +143,7 @@ def build_runtime(config: Config) -> Runtime:
         authenticate=bool(config.credentials),
         create_on_push=config.create_on_push,
     )
+    pulls = PullRecorder(metadata)
     registry = Registry(
         settings=settings,
         repositories=RepositoryService(metadata),
@@ -147,6 +151,7 @@ def build_runtime(config: Config) -> Runtime:
             metadata,
             lenient_manifests=config.lenient_manifests,
             converter=ManifestConverter(metadata, blobs, load_schema1_key(config.data_dir)),
+            pulls=pulls,
         ),
         blobs=BlobService(metadata, blobs),
         tokens=TokenService(load_secret(config.data_dir)),
@@ -154,7 +159,7 @@ def build_runtime(config: Config) -> Runtime:
         signing=SigningService(metadata),
         referrers=ReferrerService(metadata),
     )
-    return Runtime(config, registry, blobs, metadata)
+    return Runtime(config, registry, blobs, metadata, pulls)
 
 
 def build_app(runtime: Runtime) -> ASGIApp:

@@ -222,6 +222,14 @@ class ImageNotFound(NotFound):
     oci_code = OciCode.MANIFEST_UNKNOWN
 
 
+class ImageArchived(NotFound):
+    """An archived image (storage class ARCHIVE) cannot be pulled until it is restored; on /v2
+    its manifest is unknown, as for a client it is not there."""
+
+    ecr_type = "ImageArchivedException"
+    oci_code = OciCode.MANIFEST_UNKNOWN
+
+
 class LayersNotFound(NotFound):
     ecr_type = "LayersNotFoundException"
     oci_code = OciCode.MANIFEST_BLOB_UNKNOWN
@@ -265,6 +273,11 @@ class RepositoryNotEmpty(Conflict):
             f"The repository with name '{name}' in registry with id '{registry_id}' "
             "cannot be deleted because it still contains images"
         )
+
+
+class ImageStorageClassUpdateNotSupported(Conflict):
+    ecr_type = "ImageStorageClassUpdateNotSupportedException"
+    oci_code = OciCode.UNSUPPORTED
 
 
 class ImageAlreadyExists(Conflict):

@@ -889,6 +889,54 @@ def run_threads(target: Callable[[int], None]) -> None:
     assert errors == []
 
 
+# --- storage classes and pull times ---------------------------------------------------------
+
+
+def test_storage_class_and_its_times(metadata_store: MetadataStore) -> None:
+    with metadata_store.write() as tx:
+        repo = new_repo(tx, "archive")
+        old, new = push(tx, repo.id, "old", "new")
+        assert tx.get_image(repo.id, old).storage_class == "STANDARD"  # type: ignore[union-attr]
+        tx.set_storage_class(repo.id, old, "ARCHIVE", at(10))
+        tx.set_storage_class(repo.id, digest("absent"), "ARCHIVE", at(10))  # ignored
+    with metadata_store.read() as tx:
+        archived = tx.get_image(repo.id, old)
+        assert archived is not None
+        assert (archived.storage_class, archived.last_archived_at) == ("ARCHIVE", at(10))
+        assert archived.last_activated_at is None
+        assert [v.image.digest for v in tx.list_images(repo.id, "ANY", None, 10, "ARCHIVE")] == [
+            old
+        ]
+        assert [v.image.digest for v in tx.list_images(repo.id, "ANY", None, 10, "STANDARD")] == [
+            new
+        ]
+        assert len(tx.list_images(repo.id, "ANY", None, 10)) == 2
+        assert tx.lookup_image(REGISTRY, "archive", "old", None)[1] == archived
+        snap = tx.snapshot(repo.id, ["old"], [], every_tag=True)
+        assert snap.get_image(repo.id, old) == archived
+    with metadata_store.write() as tx:
+        tx.set_storage_class(repo.id, old, "STANDARD", at(20))
+    with metadata_store.read() as tx:
+        restored = tx.get_image(repo.id, old)
+        assert restored is not None and restored.storage_class == "STANDARD"
+        assert (restored.last_archived_at, restored.last_activated_at) == (at(10), at(20))
+
+
+def test_pull_times_only_move_forward(metadata_store: MetadataStore) -> None:
+    with metadata_store.write() as tx:
+        repo = new_repo(tx, "pulls")
+        one, two = push(tx, repo.id, "one", "two")
+        tx.record_pulls([(repo.id, one, at(5)), (repo.id, digest("absent"), at(5))])
+        tx.record_pulls([(repo.id, one, at(3)), (repo.id, two, at(4))])  # 3 is older: kept 5
+    with metadata_store.read() as tx:
+        assert tx.get_image(repo.id, one).last_pulled_at == at(5)  # type: ignore[union-attr]
+        assert tx.get_image(repo.id, two).last_pulled_at == at(4)  # type: ignore[union-attr]
+    with metadata_store.write() as tx:
+        tx.record_pulls([(repo.id, one, at(9))])
+    with metadata_store.read() as tx:
+        assert tx.get_image(repo.id, one).last_pulled_at == at(9)  # type: ignore[union-attr]
+
+
 # --- documents ----------------------------------------------------------------------------
 
 

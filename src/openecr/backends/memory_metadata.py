@@ -262,7 +262,12 @@ class MemoryTransaction:
         rows.images.pop(digest, None)
 
     def list_images(
-        self, repo_id: int, tag_status: str, after: int | None, limit: int
+        self,
+        repo_id: int,
+        tag_status: str,
+        after: int | None,
+        limit: int,
+        storage_class: str | None = None,
     ) -> list[ImageView]:
         rows = self._rows(repo_id)
         tagged = {digest for digest, _ in rows.tags.values()}
@@ -276,9 +281,29 @@ class MemoryTransaction:
                 continue
             if tag_status == "UNTAGGED" and image.digest in tagged:
                 continue
+            if storage_class is not None and image.storage_class != storage_class:
+                continue
             found.append(image)
         by_digest = rows.tags_by_digest({i.digest for i in found})
         return [ImageView(i, tuple(by_digest.get(i.digest, ()))) for i in found]
+
+    def set_storage_class(
+        self, repo_id: int, digest: str, storage_class: str, at: datetime
+    ) -> None:
+        found = self._rows(repo_id).images.get(digest)
+        if found is None:
+            return
+        when = "last_archived_at" if storage_class == "ARCHIVE" else "last_activated_at"
+        changes: dict[str, object] = {"storage_class": storage_class, when: _instant(at)}
+        self._own(repo_id).images[digest] = replace(found, **changes)  # type: ignore[arg-type]
+
+    def record_pulls(self, pulls: Sequence[tuple[int, str, datetime]]) -> None:
+        for repo_id, digest, at in pulls:
+            found = self._rows(repo_id).images.get(digest)
+            if found is None:
+                continue
+            if found.last_pulled_at is None or found.last_pulled_at < at:
+                self._own(repo_id).images[digest] = replace(found, last_pulled_at=_instant(at))
 
     def images_referencing(self, repo_id: int, digest: str) -> list[str]:
         return sorted(parent for parent, child in self._rows(repo_id).refs if child == digest)

@@ -65,6 +65,10 @@ class ImageRecord:
     pushed_at: datetime
     subject: str | None = None
     seq: int = 0  # the store's push-order key, for pagination
+    storage_class: str = "STANDARD"  # or ARCHIVE (ImageStatus ARCHIVED): not pullable
+    last_archived_at: datetime | None = None
+    last_activated_at: datetime | None = None
+    last_pulled_at: datetime | None = None  # recorded at most once per image per interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +147,7 @@ class FailureCode(StrEnum):
     IMAGE_NOT_FOUND = "ImageNotFound"
     MISSING_DIGEST_AND_TAG = "MissingDigestAndTag"
     IMAGE_REFERENCED_BY_MANIFEST_LIST = "ImageReferencedByManifestList"
+    IMAGE_INACCESSIBLE = "ImageInaccessible"
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,10 +100,28 @@ class Transaction(Protocol):
         ...
 
     def list_images(
-        self, repo_id: int, tag_status: str, after: int | None, limit: int
+        self,
+        repo_id: int,
+        tag_status: str,
+        after: int | None,
+        limit: int,
+        storage_class: str | None = None,
     ) -> list[ImageView]:
         """Images with their tags in push order, after the image whose ``seq`` is ``after``.
-        ``tag_status`` is TAGGED, UNTAGGED or ANY."""
+        ``tag_status`` is TAGGED, UNTAGGED or ANY; ``storage_class`` (STANDARD or ARCHIVE)
+        keeps only images of that class (None: all)."""
+        ...
+
+    def set_storage_class(
+        self, repo_id: int, digest: str, storage_class: str, at: datetime
+    ) -> None:
+        """Move an image to STANDARD or ARCHIVE, recording ``at`` as its last activation or
+        archival."""
+        ...
+
+    def record_pulls(self, pulls: Sequence[tuple[int, str, datetime]]) -> None:
+        """For each (repository id, digest, time), make the image's last pull time that time
+        unless it already records a later one; absent images are ignored."""
         ...
 
     def images_referencing(self, repo_id: int, digest: str) -> list[str]:

@@ -32,9 +32,11 @@ from openecr.domain.model import (
 )
 from openecr.errors import (
     ImageAlreadyExists,
+    ImageArchived,
     ImageDigestDoesNotMatch,
     ImageNotFound,
     ImageReferencedByIndex,
+    ImageStorageClassUpdateNotSupported,
     ImageTagAlreadyExists,
     InvalidParameter,
     LayersNotFound,
@@ -44,6 +46,7 @@ from openecr.errors import (
 from openecr.ports.metadata import ImageReads, MetadataStore, Transaction
 from openecr.service.common import Clock, require_repository, utcnow
 from openecr.service.paging import decode_token, encode_token
+from openecr.service.pulls import PullRecorder
 
 REASON_NOT_FOUND = "Requested image not found"
 REASON_MISSING = "Invalid request parameters: both tag and digest cannot be null"
@@ -56,6 +59,26 @@ REASON_BAD_TAG = (
 )
 REASON_MISMATCH = "Invalid request parameters: given tag does not map to the given digest"
 REASON_REFERENCED = "Requested image referenced by manifest list: [{parents}]"
+REASON_ARCHIVED = (
+    "Requested image is archived: restore it with UpdateImageStorageClass (targetStorageClass "
+    "STANDARD) to pull it"
+)
+ARCHIVE = "ARCHIVE"
+STANDARD = "STANDARD"
+# ImageStatus filter -> the storage class it keeps (None: any). Restores are immediate here, so
+# no image is ever ACTIVATING: that filter names a class no image has.
+_STATUS_CLASSES: dict[str, str | None] = {
+    "ANY": None,
+    "ACTIVE": STANDARD,
+    "ARCHIVED": ARCHIVE,
+    "ACTIVATING": "ACTIVATING",
+}
+
+
+def image_status(image: ImageRecord) -> str:
+    """ECR's ImageStatus of an image: ARCHIVED or ACTIVE."""
+    return "ARCHIVED" if image.storage_class == ARCHIVE else "ACTIVE"
+
 
 # Format negotiation when the accepted types miss the stored one (service/conversion.py):
 # (image, accepted types, repository name, tag or None for a pull by digest) -> (bytes, type), or
@@ -247,11 +270,13 @@ class ImageService:
         lenient_manifests: bool = False,
         clock: Clock = utcnow,
         converter: Converter = _no_conversion,
+        pulls: PullRecorder | None = None,
     ) -> None:
         self.meta = meta
         self.lenient = lenient_manifests
         self.clock = clock
         self.converter = converter
+        self.pulls = pulls
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -300,6 +325,11 @@ class ImageService:
             repo = require_repository(tx, registry_id, name)
             existing = tx.get_image(repo.id, manifest.digest)
             current = tx.get_tag(repo.id, tag) if tag is not None else None
+            if existing is not None and existing.storage_class == ARCHIVE:
+                # pushing an archived image again restores it (as on ECR)
+                tx.set_storage_class(repo.id, existing.digest, STANDARD, self.clock())
+                existing = tx.get_image(repo.id, existing.digest)
+                idempotent = True
             already = current == manifest.digest if tag is not None else existing is not None
             if already and not idempotent:
                 raise ImageAlreadyExists(
@@ -414,6 +444,7 @@ class ImageService:
         another form, else the id fails with ImageNotFound."""
         images: list[ResolvedImage] = []
         failures: list[ImageFailure] = []
+        pulled: list[ImageRecord] = []
         seen: set[tuple[str, str | None]] = set()
         with self.meta.read() as tx:
             repo = require_repository(tx, registry_id, name)
@@ -429,6 +460,12 @@ class ImageService:
                 if found not in failures:
                     failures.append(found)
                 continue
+            if record.storage_class == ARCHIVE:
+                found = _failure(image_id, FailureCode.IMAGE_INACCESSIBLE, REASON_ARCHIVED)
+                if found not in failures:
+                    failures.append(found)
+                continue
+            pulled.append(record)
             # only a pull by tag alone may convert; with a digest the stored form is served
             by_tag = image_id.tag is not None and image_id.digest is None
             served = self._serve(record, accepted, repo.name, image_id.tag, by_tag=by_tag)
@@ -441,6 +478,8 @@ class ImageService:
                 if (record.digest, tag) not in seen:
                     seen.add((record.digest, tag))
                     images.append(ResolvedImage(record, tag, *served))
+        if pulled and self.pulls is not None:
+            self.pulls.note(pulled)
         return GetResult(repo, images, failures)
 
     def _serve(
@@ -472,6 +511,7 @@ class ImageService:
         tag_status: str,
         token: str | None,
         max_results: int | None,
+        status: str = "ANY",
     ) -> tuple[list[ImageId], str | None]:
         """Image ids: images in push order, each as one id per tag (in tag order) or as a bare
         digest when untagged. A page holds at most ``max_results`` ids (default 100), so one
@@ -484,7 +524,9 @@ class ImageService:
         with self.meta.read() as tx:
             repo = require_repository(tx, registry_id, name)
             while len(found) <= limit:
-                views = tx.list_images(repo.id, tag_status, position, limit + 1)
+                views = tx.list_images(
+                    repo.id, tag_status, position, limit + 1, _STATUS_CLASSES[status]
+                )
                 for view in views:
                     seq, digest = view.image.seq, view.image.digest
                     entries = [ImageId(digest, t) for t in sorted(view.tags)] or [
@@ -511,6 +553,7 @@ class ImageService:
         tag_status: str,
         token: str | None,
         max_results: int | None,
+        status: str = "ANY",
     ) -> tuple[Repository, list[ImageView], str | None]:
         """Named images (the first unknown one raises ImageNotFound), or a page of all."""
         if image_ids:
@@ -540,7 +583,7 @@ class ImageService:
                 if all(v.image.digest != record.digest for v in views):
                     views.append(view)
             return repo, views, None
-        views, next_token = self._page(registry_id, name, tag_status, token, max_results)
+        views, next_token = self._page(registry_id, name, tag_status, token, max_results, status)
         return self._repo(registry_id, name), views, next_token
 
     def _repo(self, registry_id: str, name: str) -> Repository:
@@ -554,27 +597,65 @@ class ImageService:
         tag_status: str,
         token: str | None,
         max_results: int | None,
+        status: str,
     ) -> tuple[list[ImageView], str | None]:
         limit = max_results or 100
         after = decode_token(token, int, "details") if token else None
         with self.meta.read() as tx:
             repo = require_repository(tx, registry_id, name)
-            views = tx.list_images(repo.id, tag_status, after, limit + 1)
+            views = tx.list_images(repo.id, tag_status, after, limit + 1, _STATUS_CLASSES[status])
         more = len(views) > limit
         views = views[:limit]
         return views, encode_token(views[-1].image.seq, "details") if more else None
 
+    def update_storage_class(
+        self, registry_id: str, name: str, image_id: ImageId, target: str
+    ) -> tuple[Repository, ImageRecord]:
+        """ECR's UpdateImageStorageClass: archive an image (ARCHIVE) or restore it (STANDARD),
+        at once; return it as it is now. Raises RepositoryNotFound, InvalidParameter (a
+        malformed id), ImageNotFound, ImageStorageClassUpdateNotSupported (already there)."""
+        with self.meta.write() as tx:
+            repo = require_repository(tx, registry_id, name)
+            _, [(_, found)] = resolve_ids(tx, repo, [image_id])
+            if isinstance(found, ImageFailure) and found.code in MALFORMED:
+                raise InvalidParameter(found.reason)
+            record = (
+                None if isinstance(found, ImageFailure) else tx.get_image(repo.id, found.digest)
+            )
+            if record is None:
+                raise ImageNotFound(
+                    f"The image with imageId {{imageDigest:'{image_id.digest}', "
+                    f"imageTag:'{image_id.tag}'}} does not exist within the repository "
+                    f"with name '{name}' in the registry with id '{registry_id}'"
+                )
+            if record.storage_class == target:
+                raise ImageStorageClassUpdateNotSupported(
+                    f"The image with digest '{record.digest}' is already in the {target} "
+                    "storage class"
+                )
+            tx.set_storage_class(repo.id, record.digest, target, self.clock())
+            updated = tx.get_image(repo.id, record.digest)
+        assert updated is not None
+        return repo, updated
+
     # --- the registry (OCI Distribution) side ---------------------------------------------------
 
-    def lookup(self, registry_id: str, name: str, reference: ImageId) -> ImageRecord:
+    def lookup(
+        self, registry_id: str, name: str, reference: ImageId, *, pull: bool = False
+    ) -> ImageRecord:
         """The image a tag or digest names (a /v2 pull), in one read (the store's joined
-        lookup): it is the hottest path of a pull. Raises RepositoryNotFound, ImageNotFound."""
+        lookup): it is the hottest path of a pull. With ``pull`` the pull's time is recorded.
+        Raises RepositoryNotFound, ImageNotFound, ImageArchived."""
         with self.meta.read() as tx:
             repo_id, record = tx.lookup_image(registry_id, name, reference.tag, reference.digest)
         if repo_id is None:
             raise RepositoryNotFound(name, registry_id)
         if record is None:
             raise ImageNotFound(REASON_NOT_FOUND)
+        if record.storage_class == ARCHIVE:
+            raise ImageArchived(REASON_ARCHIVED)
+        if pull and self.pulls is not None:
+            self.pulls.note((record,))
         return record
 
     @staticmethod

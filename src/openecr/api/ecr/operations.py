@@ -20,6 +20,7 @@ from openecr.domain.kms import aws_managed_key_arn
 from openecr.domain.model import ExclusionFilter, ImageFailure, ImageId, Repository, TagMutability
 from openecr.errors import AccessDenied, InvalidLayer, InvalidParameter
 from openecr.service.blobs import PART_SIZE
+from openecr.service.images import image_status
 from openecr.service.registry import Caller, Registry
 from openecr.service.repositories import NewRepository
 from openecr.service.tokens import URL_LIFETIME
@@ -279,20 +280,21 @@ def _tag_status(p: Doc) -> str:
     return str((p.get("filter") or {}).get("tagStatus", "ANY"))
 
 
-def _wants_inactive(p: Doc) -> bool:
-    """Whether the filter asks only for archived (or reactivating) images: openecr keeps every
-    image ACTIVE, so there are none."""
-    return (p.get("filter") or {}).get("imageStatus") in ("ARCHIVED", "ACTIVATING")
+def _image_status(p: Doc) -> str:
+    return str((p.get("filter") or {}).get("imageStatus", "ANY"))
 
 
 def list_images(call: Call) -> Doc:
     p = call.params
     name = p["repositoryName"]
     ids, token = call.registry.images.list_images(
-        call.registry_id(name), name, _tag_status(p), p.get("nextToken"), p.get("maxResults")
+        call.registry_id(name),
+        name,
+        _tag_status(p),
+        p.get("nextToken"),
+        p.get("maxResults"),
+        _image_status(p),
     )
-    if _wants_inactive(p):
-        return {"imageIds": []}
     doc: Doc = {"imageIds": [_id_doc(i) for i in ids]}
     if token:
         doc["nextToken"] = token
@@ -304,10 +306,14 @@ def describe_images(call: Call) -> Doc:
     name = p["repositoryName"]
     ids = [_image_id(i) for i in p["imageIds"]] if p.get("imageIds") else None
     repo, views, token = call.registry.images.describe_images(
-        call.registry_id(name), name, ids, _tag_status(p), p.get("nextToken"), p.get("maxResults")
+        call.registry_id(name),
+        name,
+        ids,
+        _tag_status(p),
+        p.get("nextToken"),
+        p.get("maxResults"),
+        _image_status(p),
     )
-    if _wants_inactive(p) and ids is None:
-        return {"imageDetails": []}
     details = []
     for view in views:
         image = view.image
@@ -326,11 +332,36 @@ def describe_images(call: Call) -> Doc:
             detail["artifactMediaType"] = image.artifact_media_type
         if image.subject:
             detail["subjectManifestDigest"] = image.subject
+        detail["imageStatus"] = image_status(image)
+        if image.last_pulled_at is not None:
+            detail["lastRecordedPullTime"] = _ts(image.last_pulled_at)
+        if image.last_archived_at is not None:
+            detail["lastArchivedAt"] = _ts(image.last_archived_at)
+        if image.last_activated_at is not None:
+            detail["lastActivatedAt"] = _ts(image.last_activated_at)
         details.append(detail)
     doc: Doc = {"imageDetails": details}
     if token:
         doc["nextToken"] = token
     return doc
+
+
+def update_image_storage_class(call: Call) -> Doc:
+    p = call.params
+    name = p["repositoryName"]
+    registry_id = call.registry_id(name)
+    repo, image = call.registry.images.update_storage_class(
+        registry_id, name, _image_id(p["imageId"]), p["targetStorageClass"]
+    )
+    image_id: Doc = {"imageDigest": image.digest}
+    if p["imageId"].get("imageTag"):
+        image_id["imageTag"] = p["imageId"]["imageTag"]
+    return {
+        "registryId": repo.registry_id,
+        "repositoryName": repo.name,
+        "imageId": image_id,
+        "imageStatus": image_status(image),
+    }
 
 
 # --- layers ------------------------------------------------------------------------------------
@@ -453,6 +484,7 @@ OPERATIONS: dict[str, Callable[[Call], Doc]] = {
     "ListTagsForResource": list_tags_for_resource,
     "PutImage": put_image,
     "PutImageTagMutability": put_image_tag_mutability,
+    "UpdateImageStorageClass": update_image_storage_class,
     "TagResource": tag_resource,
     "UntagResource": untag_resource,
     "UploadLayerPart": upload_layer_part,

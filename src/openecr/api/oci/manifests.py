@@ -64,7 +64,8 @@ async def get(ctx: Context, name: str, reference: str) -> Response:
     registry_id = ctx.authorize(name, "BatchGetImage")
     accepted = accepted_types(ctx.request.headers.getlist("accept"))
     images = ctx.registry.images
-    record = images.lookup(registry_id, name, ImageId(digest, tag))
+    pull = ctx.request.method == "GET"  # a HEAD checks; a GET pulls (its time is recorded)
+    record = images.lookup(registry_id, name, ImageId(digest, tag), pull=pull)
     if images.needs_negotiation(record, accepted):
         # negotiation (by tag a conversion, by digest at most signing schema 1) may read blobs
         # and store one: off the event loop

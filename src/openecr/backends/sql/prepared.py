@@ -93,6 +93,10 @@ IMAGE_COLUMNS = (
     images.c.size,
     images.c.pushed_at,
     images.c.subject,
+    images.c.storage_class,
+    images.c.last_archived_at,
+    images.c.last_activated_at,
+    images.c.last_pulled_at,
 )
 
 GET_REPOSITORY = Prepared(

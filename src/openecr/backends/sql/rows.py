@@ -40,7 +40,8 @@ def repository_from(row: Sequence[Any]) -> Repository:
 
 def image_from(row: Sequence[Any]) -> ImageRecord:
     """An ImageRecord from a row of ``IMAGE_COLUMNS``."""
-    seq, repo_id, digest, manifest, media_type, artifact_type, size, pushed, subject = row
+    seq, repo_id, digest, manifest, media_type, artifact_type, size, pushed, subject = row[:9]
+    storage_class, archived, activated, pulled = row[9:13]
     return ImageRecord(
         repository_id=repo_id,
         digest=digest,
@@ -51,6 +52,10 @@ def image_from(row: Sequence[Any]) -> ImageRecord:
         pushed_at=dt(pushed),
         subject=subject,
         seq=seq,
+        storage_class=storage_class,
+        last_archived_at=None if archived is None else dt(archived),
+        last_activated_at=None if activated is None else dt(activated),
+        last_pulled_at=None if pulled is None else dt(pulled),
     )
 
 

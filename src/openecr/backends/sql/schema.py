@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    inspect,
 )
 
 metadata = MetaData()
@@ -53,6 +54,10 @@ images = Table(
     Column("size", BigInteger, nullable=False),
     Column("pushed_at", Double, nullable=False),
     Column("subject", String(140)),
+    Column("storage_class", String(16), nullable=False, server_default="STANDARD"),
+    Column("last_archived_at", Double),
+    Column("last_activated_at", Double),
+    Column("last_pulled_at", Double),
     UniqueConstraint("repository_id", "digest", name="uq_image_digest"),
     Index("ix_images_subject", "repository_id", "subject"),
 )
@@ -141,9 +146,26 @@ repository_documents = Table(
 DROPPED_TABLES = ("uploads",)  # upload sessions before UploadState (size and parts only)
 
 
+# columns added since a table was first created: (table, column) -> the DDL that adds it
+ADDED_COLUMNS = {
+    ("images", "storage_class"): "VARCHAR(16) NOT NULL DEFAULT 'STANDARD'",
+    ("images", "last_archived_at"): "DOUBLE PRECISION",
+    ("images", "last_activated_at"): "DOUBLE PRECISION",
+    ("images", "last_pulled_at"): "DOUBLE PRECISION",
+}
+
+
 def create_schema(engine: Engine) -> None:
-    """Create the missing tables and drop those of ``DROPPED_TABLES`` (idempotent)."""
+    """Create the missing tables, add the missing columns of ``ADDED_COLUMNS`` to tables of
+    older data dirs, and drop the tables of ``DROPPED_TABLES`` (idempotent)."""
     with engine.begin() as conn:
         for name in DROPPED_TABLES:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        inspector = inspect(conn)
+        existing = set(inspector.get_table_names())
+        for (table, column), ddl in ADDED_COLUMNS.items():
+            if table in existing:
+                have = {c["name"] for c in inspector.get_columns(table)}
+                if column not in have:
+                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
     metadata.create_all(engine)

@@ -201,9 +201,16 @@ class SqlTransaction:
         )
 
     def list_images(
-        self, repo_id: int, tag_status: str, after: int | None, limit: int
+        self,
+        repo_id: int,
+        tag_status: str,
+        after: int | None,
+        limit: int,
+        storage_class: str | None = None,
     ) -> list[ImageView]:
         query = select(*IMAGE_COLUMNS).where(images.c.repository_id == repo_id)
+        if storage_class is not None:
+            query = query.where(images.c.storage_class == storage_class)
         if after is not None:
             query = query.where(images.c.id > after)
         tagged = exists().where(
@@ -227,6 +234,29 @@ class SqlTransaction:
             for row in rows:
                 by_digest.setdefault(row.digest, []).append(row.tag)
         return [ImageView(i, tuple(by_digest.get(i.digest, ()))) for i in found]
+
+    def set_storage_class(
+        self, repo_id: int, digest: str, storage_class: str, at: datetime
+    ) -> None:
+        when = "last_archived_at" if storage_class == "ARCHIVE" else "last_activated_at"
+        self.conn.execute(
+            update(images)
+            .where(images.c.repository_id == repo_id, images.c.digest == digest)
+            .values({"storage_class": storage_class, when: ts(at)})
+        )
+
+    def record_pulls(self, pulls: Sequence[tuple[int, str, datetime]]) -> None:
+        c = images.c
+        for repo_id, digest, at in pulls:
+            self.conn.execute(
+                update(images)
+                .where(
+                    c.repository_id == repo_id,
+                    c.digest == digest,
+                    (c.last_pulled_at.is_(None)) | (c.last_pulled_at < ts(at)),
+                )
+                .values(last_pulled_at=ts(at))
+            )
 
     def images_referencing(self, repo_id: int, digest: str) -> list[str]:
         rows = self.conn.execute(
