@@ -11,7 +11,7 @@ from openecr.domain.model import ImageRecord, Repository
 from openecr.errors import InvalidParameter
 from openecr.ports.metadata import MetadataStore, Transaction
 from openecr.service.common import require_repository
-from openecr.service.images import Referrer, _referrer
+from openecr.service.images import Referrer, _referrer, image_status
 from openecr.service.paging import decode_token, encode_token
 
 DEFAULT_PAGE_SIZE = 20  # the model: "returns up to 20 results" without maxResults
@@ -33,20 +33,31 @@ def check_subject(subject: str) -> None:
         )
 
 
-def referrers_of(tx: Transaction, repo: Repository, subject: str) -> list[tuple[int, Referrer]]:
-    """(push-order key, descriptor) of every manifest of ``repo`` about ``subject``."""
+@dataclass(frozen=True, slots=True)
+class ListedReferrer:
+    """A referrer with its push-order key and ECR's status (ACTIVE or ARCHIVED)."""
+
+    seq: int
+    referrer: Referrer
+    status: str
+
+
+def referrers_of(tx: Transaction, repo: Repository, subject: str) -> list[ListedReferrer]:
+    """Every manifest of ``repo`` about ``subject``, in push order."""
     records: list[ImageRecord] = tx.images_with_subject(repo.id, subject)
-    return [(r.seq, _referrer(r)) for r in records]
+    return [ListedReferrer(r.seq, _referrer(r), image_status(r)) for r in records]
 
 
 def signatures_of(tx: Transaction, repo: Repository, subject: str) -> list[Referrer]:
-    """The signature referrers (notation or cosign) of ``subject`` in ``repo``."""
-    return [r for _, r in referrers_of(tx, repo, subject) if r.artifact_type in SIGNATURE_TYPES]
+    """The signature referrers (notation or cosign) of ``subject`` in ``repo``, archived ones
+    included."""
+    found = referrers_of(tx, repo, subject)
+    return [x.referrer for x in found if x.referrer.artifact_type in SIGNATURE_TYPES]
 
 
 @dataclass(frozen=True, slots=True)
 class ReferrerPage:
-    referrers: list[Referrer]
+    referrers: list[ListedReferrer]
     next_token: str | None
 
 
@@ -64,23 +75,24 @@ class ReferrerService:
         token: str | None,
         max_results: int | None,
     ) -> ReferrerPage:
-        """Referrers of ``subject`` in push order, only those of ``artifact_types`` when given.
-        Every stored image is ACTIVE: an ARCHIVED or ACTIVATING filter lists nothing. An
-        unknown subject has no referrers. Raises InvalidParameter (a malformed digest or
-        token), RepositoryNotFound."""
+        """Referrers of ``subject`` in push order: only those of ``artifact_types`` when given,
+        of ``artifact_status`` (ACTIVE when None; ANY: all). Restores are immediate, so none is
+        ACTIVATING. An unknown subject has no referrers. Raises InvalidParameter (a malformed
+        digest or token), RepositoryNotFound."""
         check_subject(subject)
         after = decode_token(token, int, TOKEN_SCOPE) if token else None
         limit = max_results or DEFAULT_PAGE_SIZE
         with self.meta.read() as tx:
             repo = require_repository(tx, registry_id, name)
             found = referrers_of(tx, repo, subject)
-        if artifact_status in ("ARCHIVED", "ACTIVATING"):
-            return ReferrerPage([], None)
-        if artifact_types:
-            found = [(seq, r) for seq, r in found if r.artifact_type in artifact_types]
-        if after is not None:
-            found = [(seq, r) for seq, r in found if seq > after]
+        status = artifact_status or "ACTIVE"
+        found = [
+            x
+            for x in found
+            if (status == "ANY" or x.status == status)
+            and (not artifact_types or x.referrer.artifact_type in artifact_types)
+            and (after is None or x.seq > after)
+        ]
         page = found[:limit]
         more = len(found) > limit
-        next_token = encode_token(page[-1][0], TOKEN_SCOPE) if more else None
-        return ReferrerPage([r for _, r in page], next_token)
+        return ReferrerPage(page, encode_token(page[-1].seq, TOKEN_SCOPE) if more else None)

@@ -93,12 +93,13 @@ def list_image_referrers(call: Call) -> Doc:
         p.get("maxResults"),
     )
     referrers = []
-    for referrer in page.referrers:
+    for listed in page.referrers:
+        referrer = listed.referrer
         doc: Doc = {
             "digest": referrer.digest,
             "mediaType": referrer.media_type,
             "size": referrer.size,
-            "artifactStatus": "ACTIVE",
+            "artifactStatus": listed.status,
         }
         if referrer.artifact_type:
             doc["artifactType"] = referrer.artifact_type
