@@ -106,6 +106,13 @@ WIRE: dict[str, tuple[str, int, str, int]] = {
     "TemplateAlreadyExists": ("TemplateAlreadyExistsException", 400, "DENIED", 403),
     "ExclusionNotFound": ("ExclusionNotFoundException", 400, "NAME_UNKNOWN", 404),
     "ExclusionAlreadyExists": ("ExclusionAlreadyExistsException", 400, "DENIED", 403),
+    "ValidationError": ("ValidationException", 400, "UNSUPPORTED", 400),
+    "SigningConfigurationNotFound": (
+        "SigningConfigurationNotFoundException",
+        400,
+        "NAME_UNKNOWN",
+        404,
+    ),
 }
 
 # The statuses the OCI distribution spec (and docker/distribution, for its extra codes) pairs

@@ -55,6 +55,8 @@ Tree (indentation is inheritance)::
         TemplateAlreadyExists         TemplateAlreadyExistsException / DENIED (403)
         ExclusionNotFound             ExclusionNotFoundException / NAME_UNKNOWN (404)
         ExclusionAlreadyExists        ExclusionAlreadyExistsException / DENIED (403)
+      ValidationError                 ValidationException / UNSUPPORTED (400)
+      SigningConfigurationNotFound    SigningConfigurationNotFoundException / NAME_UNKNOWN (404)
 """
 
 from __future__ import annotations
@@ -457,3 +459,22 @@ def all_error_classes() -> list[type[OpenEcrError]]:
         found.append(cls)
         stack.extend(cls.__subclasses__())
     return found
+
+
+class ValidationError(OpenEcrError):
+    """A request the model allows that names something ECR does not know (an unknown account
+    setting name)."""
+
+    ecr_type = "ValidationException"
+    ecr_status = 400
+    oci_code = OciCode.UNSUPPORTED
+    oci_status = 400
+
+
+class SigningConfigurationNotFound(NotFound):
+    ecr_type = "SigningConfigurationNotFoundException"
+
+    def __init__(self, registry_id: str) -> None:
+        super().__init__(
+            f"Signing configuration does not exist in the registry with id '{registry_id}'"
+        )
