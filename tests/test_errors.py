@@ -7,7 +7,13 @@ from __future__ import annotations
 import botocore.session
 import pytest
 
-from openecr.errors import InvalidParameter, OciCode, OpenEcrError, all_error_classes
+from openecr.errors import (
+    InvalidParameter,
+    OciCode,
+    OpenEcrError,
+    StorageUnavailable,
+    all_error_classes,
+)
 
 # AWS-wide error types that are not shapes of the ECR model but that AWS JSON services send.
 AWS_COMMON = {
@@ -30,8 +36,8 @@ def _model_exceptions() -> set[str]:
 def test_every_error_renders_on_both_protocols(cls: type[OpenEcrError]) -> None:
     assert cls.ecr_type in _model_exceptions() | AWS_COMMON
     assert 400 <= cls.ecr_status < 600
-    if cls is not OpenEcrError:
-        assert cls.ecr_status < 500, "only the catch-all is a server fault"
+    if cls not in (OpenEcrError, StorageUnavailable):  # full or read-only storage is the server's
+        assert cls.ecr_status < 500, "only the catch-all and storage failures are server faults"
 
 
 def test_server_exception_is_the_catch_all() -> None:
@@ -54,6 +60,7 @@ WIRE: dict[str, tuple[str, int, str, int]] = {
     "PaginationInvalid": ("InvalidParameterException", 400, "PAGINATION_NUMBER_INVALID", 400),
     "UnknownOperation": ("UnknownOperationException", 400, "UNSUPPORTED", 405),
     "RouteNotFound": ("UnknownOperationException", 400, "UNSUPPORTED", 404),
+    "StorageUnavailable": ("ServerException", 500, "UNKNOWN", 507),
     "NotFound": ("ServerException", 400, "NAME_UNKNOWN", 404),
     "RepositoryNotFound": ("RepositoryNotFoundException", 400, "NAME_UNKNOWN", 404),
     "ImageNotFound": ("ImageNotFoundException", 400, "MANIFEST_UNKNOWN", 404),
@@ -95,6 +102,17 @@ WIRE: dict[str, tuple[str, int, str, int]] = {
     "IncompleteSignature": ("IncompleteSignatureException", 400, "UNAUTHORIZED", 401),
     "MissingAuthenticationToken": ("MissingAuthenticationTokenException", 403, "UNAUTHORIZED", 401),
     "AccessDenied": ("AccessDeniedException", 400, "DENIED", 403),
+    "TemplateNotFound": ("TemplateNotFoundException", 400, "NAME_UNKNOWN", 404),
+    "TemplateAlreadyExists": ("TemplateAlreadyExistsException", 400, "DENIED", 403),
+    "ExclusionNotFound": ("ExclusionNotFoundException", 400, "NAME_UNKNOWN", 404),
+    "ExclusionAlreadyExists": ("ExclusionAlreadyExistsException", 400, "DENIED", 403),
+    "ValidationError": ("ValidationException", 400, "UNSUPPORTED", 400),
+    "SigningConfigurationNotFound": (
+        "SigningConfigurationNotFoundException",
+        400,
+        "NAME_UNKNOWN",
+        404,
+    ),
     "LifecyclePolicyInvalid": ("InvalidParameterException", 400, "UNSUPPORTED", 400),
     "LifecyclePolicyNotFound": ("LifecyclePolicyNotFoundException", 400, "NAME_UNKNOWN", 404),
     "LifecyclePolicyPreviewNotFound": (
@@ -126,7 +144,7 @@ OCI_STATUSES: dict[OciCode, set[int]] = {
     OciCode.TOOMANYREQUESTS: {429},
     OciCode.RANGE_INVALID: {416},
     OciCode.PAGINATION_NUMBER_INVALID: {400},
-    OciCode.UNKNOWN: {500},
+    OciCode.UNKNOWN: {500, 507},  # 507: the storage is full or read-only
 }
 
 

@@ -16,6 +16,7 @@ from conftest import Server, ServerFactory
 from lifecycle_examples import EXAMPLES, Example, rule
 from lifecycle_seed import ACCOUNT, INDEX, manifest, push, runtime_on, seed, utcnow
 from openecr.config import ConfigError, from_env
+from openecr.domain.creation_templates import AppliedFor
 from openecr.domain.model import ImageId
 from openecr.service.pulls import PullRecorder
 
@@ -541,3 +542,21 @@ def test_the_lifecycle_interval_setting() -> None:
     for bad in ("soon", "-1", "nan"):
         with pytest.raises(ConfigError):
             from_env({"OPENECR_LIFECYCLE_INTERVAL": bad})
+
+
+def test_a_creation_templates_policy_runs(server: Server, ecr: Any, repo_name: str) -> None:
+    prefix = repo_name.split("/")[0] + "-" + repo_name.split("-")[-1]
+    name = f"{prefix}/app"
+    text = _policy(rule(1, "untagged", "sinceImagePushed", 7))
+    ecr.create_repository_creation_template(
+        prefix=prefix, appliedFor=["CREATE_ON_PUSH"], lifecyclePolicy=text
+    )
+    with runtime_on(server.data_dir) as runtime:
+        spec = runtime.registry.templates.apply(ACCOUNT, name, AppliedFor.CREATE_ON_PUSH)
+        runtime.registry.repositories.create(ACCOUNT, spec)  # as a /v2 push creates it
+        assert ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"] == text
+        digests = seed(runtime, name, [("old", [], 30), ("new", [], 1)], utcnow())
+        report = runtime.registry.lifecycle.run(repository=name)
+    assert [(a.digest, a.outcome) for a in report.actions] == [(digests["old"], "expired")]
+    assert _described(ecr, name) == {digests["new"]}
+    ecr.delete_repository_creation_template(prefix=prefix)

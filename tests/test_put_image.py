@@ -596,8 +596,7 @@ def test_lenient_manifests_skip_blob_checks_but_not_the_digest_check(
             '{"schemaVersion":2}',
             (
                 "InvalidParameterException",
-                "Invalid parameter at 'ImageManifest' failed to satisfy constraint: "
-                "'unsupported manifest media type 'none''",
+                "image manifest mediatype not provided in manifest or parameter",
             ),
             id="no-type-no-structure",
         ),
@@ -679,8 +678,7 @@ def test_invalid_manifests(raw_ecr: Any, repo: str, text: str, error: tuple[str,
 def test_repository_must_exist(ecr: Any, repo_name: str) -> None:
     assert error_of(lambda: put(ecr, repo_name, "{}")) == (
         "InvalidParameterException",
-        "Invalid parameter at 'ImageManifest' failed to satisfy constraint: "
-        "'unsupported manifest media type 'none''",
+        "image manifest mediatype not provided in manifest or parameter",
     ), "a request-level parameter error comes before the repository lookup"
     ecr.create_repository(repositoryName=repo_name)
     text = json.dumps(image_doc(ecr, repo_name))
@@ -697,7 +695,12 @@ def test_repository_must_exist(ecr: Any, repo_name: str) -> None:
         pytest.param(DOCKER, DOCKER, DOCKER, id="docker-matching"),
         pytest.param(OCI, OCI, OCI, id="oci-matching"),
         pytest.param(None, OCI, OCI, id="oci-without-field-declared"),
-        pytest.param(None, None, OCI, id="oci-without-field-sniffed"),
+        pytest.param(
+            None,
+            None,
+            "image manifest mediatype not provided in manifest or parameter",
+            id="oci-without-field-or-parameter",
+        ),
         pytest.param(DOCKER, None, DOCKER, id="docker-from-field"),
         pytest.param(
             DOCKER,
@@ -732,10 +735,10 @@ def test_image_manifest_media_type(
     ecr: Any, repo: str, own: str | None, declared: str | None, expected: str
 ) -> None:
     """imageManifestMediaType must agree with the manifest's own mediaType; a manifest without
-    one takes the declared type, else is sniffed (config+layers without mediaType: OCI)."""
+    one takes the declared type, else is refused (ECR's message; /v2 sniffs instead)."""
     text = json.dumps(image_doc(ecr, repo, own))
     extra = {"imageManifestMediaType": declared} if declared else {}
-    if expected.startswith("Invalid"):
+    if not expected.startswith("application/"):
         assert error_of(lambda: put(ecr, repo, text, imageTag="v1", **extra)) == (
             "InvalidParameterException",
             expected,
@@ -750,7 +753,7 @@ def test_image_manifest_media_type(
     assert detail["imageManifestMediaType"] == expected
 
 
-def test_oci_index_without_media_type_is_sniffed(ecr: Any, repo: str) -> None:
+def test_oci_index_without_media_type_takes_the_declared_one(ecr: Any, repo: str) -> None:
     child = json.dumps(image_doc(ecr, repo, OCI))
     put(ecr, repo, child)
     index = json.dumps(
@@ -766,7 +769,11 @@ def test_oci_index_without_media_type_is_sniffed(ecr: Any, repo: str) -> None:
             ],
         }
     )
-    image = put(ecr, repo, index, imageTag="multi")
+    assert error_of(lambda: put(ecr, repo, index, imageTag="multi")) == (
+        "InvalidParameterException",
+        "image manifest mediatype not provided in manifest or parameter",
+    )
+    image = put(ecr, repo, index, imageTag="multi", imageManifestMediaType=OCI_INDEX)
     assert image["imageManifestMediaType"] == OCI_INDEX
     assert image["imageId"] == {"imageDigest": sha256(index), "imageTag": "multi"}
 

@@ -156,7 +156,6 @@ KMS_KEY = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-12345678
     "encryption",
     [
         {"encryptionType": "AES256"},
-        {"encryptionType": "KMS"},
         {"encryptionType": "KMS", "kmsKey": KMS_KEY},
         {"encryptionType": "KMS_DSSE", "kmsKey": KMS_KEY},
     ],

@@ -54,6 +54,9 @@ def test_bad_settings_are_refused_at_startup(tmp_path: Path) -> None:
         ["--blob-store", "gopher://blobs"],
         ["--blob-store", "file://host/relative"],
         ["--database-url", "oracle://db"],
+        ["--port", "99999"],
+        ["--port", "-1"],
+        ["--data-dir", "/proc/nope"],
     ):
         result = subprocess.run(
             [str(VENV_BIN / "openecr"), "serve", "--data-dir", str(tmp_path), *args],

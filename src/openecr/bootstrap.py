@@ -27,15 +27,20 @@ from openecr.backends.sql import SqlMetadataStore
 from openecr.config import Config, ConfigError, from_env
 from openecr.ports.blobs import BlobDriver
 from openecr.ports.metadata import MetadataStore
+from openecr.service.account_settings import AccountSettingsService
 from openecr.service.blobs import BlobService
 from openecr.service.blobstore import BlobStore
 from openecr.service.conversion import ManifestConverter
+from openecr.service.creation_templates import CreationTemplateService
 from openecr.service.images import ImageService
 from openecr.service.lifecycle import LifecycleService
+from openecr.service.pull_time_exclusions import PullTimeExclusionService
 from openecr.service.pulls import PullRecorder
+from openecr.service.referrers import ReferrerService
 from openecr.service.registry import Registry, Settings
 from openecr.service.repositories import RepositoryService
 from openecr.service.schema1_signing import Schema1Signer
+from openecr.service.signing import SigningService
 from openecr.service.tokens import TokenService
 
 T = TypeVar("T")
@@ -154,6 +159,11 @@ def build_runtime(config: Config) -> Runtime:
         ),
         blobs=BlobService(metadata, blobs),
         tokens=TokenService(load_secret(config.data_dir)),
+        templates=CreationTemplateService(metadata),
+        exclusions=PullTimeExclusionService(metadata),
+        account_settings=AccountSettingsService(metadata),
+        signing=SigningService(metadata),
+        referrers=ReferrerService(metadata),
         lifecycle=LifecycleService(metadata, ImageService(metadata)),
     )
     return Runtime(config, registry, blobs, metadata, pulls)

@@ -50,6 +50,13 @@ Tree (indentation is inheritance)::
         IncompleteSignature           IncompleteSignatureException / UNAUTHORIZED
         MissingAuthenticationToken    MissingAuthenticationTokenException / UNAUTHORIZED
         AccessDenied                  AccessDeniedException / DENIED
+      NotFound, Conflict (control plane, continued)
+        TemplateNotFound              TemplateNotFoundException / NAME_UNKNOWN (404)
+        TemplateAlreadyExists         TemplateAlreadyExistsException / DENIED (403)
+        ExclusionNotFound             ExclusionNotFoundException / NAME_UNKNOWN (404)
+        ExclusionAlreadyExists        ExclusionAlreadyExistsException / DENIED (403)
+      ValidationError                 ValidationException / UNSUPPORTED (400)
+      SigningConfigurationNotFound    SigningConfigurationNotFoundException / NAME_UNKNOWN (404)
     (lifecycle policies)
       InvalidParameter > LifecyclePolicyInvalid        InvalidParameterException / UNSUPPORTED
       NotFound > LifecyclePolicyNotFound               LifecyclePolicyNotFoundException
@@ -201,6 +208,13 @@ class RouteNotFound(UnknownOperation):
     """No OCI endpoint has this path."""
 
     oci_status = 404
+
+
+class StorageUnavailable(OpenEcrError):
+    """The data directory (or the database) cannot take a write: full, or read-only. ECR has
+    no such error (ServerException, naming the cause); on /v2 it is 507 Insufficient Storage."""
+
+    oci_status = 507
 
 
 class NotFound(OpenEcrError):
@@ -396,6 +410,50 @@ class AccessDenied(AuthError):
     oci_code = OciCode.DENIED
 
 
+class TemplateNotFound(NotFound):
+    """No repository creation template has the prefix."""
+
+    ecr_type = "TemplateNotFoundException"
+
+    def __init__(self, prefix: str, registry_id: str) -> None:
+        super().__init__(
+            f"The repository creation template with prefix '{prefix}' does not exist in the "
+            f"registry with id '{registry_id}'"
+        )
+
+
+class TemplateAlreadyExists(Conflict):
+    ecr_type = "TemplateAlreadyExistsException"
+
+    def __init__(self, prefix: str, registry_id: str) -> None:
+        super().__init__(
+            f"The repository creation template with prefix '{prefix}' already exists in the "
+            f"registry with id '{registry_id}'"
+        )
+
+
+class ExclusionNotFound(NotFound):
+    """The principal is not on the registry's pull time update exclusion list."""
+
+    ecr_type = "ExclusionNotFoundException"
+
+    def __init__(self, principal_arn: str, registry_id: str) -> None:
+        super().__init__(
+            f"The pull time update exclusion for principal '{principal_arn}' does not exist in "
+            f"the registry with id '{registry_id}'"
+        )
+
+
+class ExclusionAlreadyExists(Conflict):
+    ecr_type = "ExclusionAlreadyExistsException"
+
+    def __init__(self, principal_arn: str, registry_id: str) -> None:
+        super().__init__(
+            f"The pull time update exclusion for principal '{principal_arn}' already exists in "
+            f"the registry with id '{registry_id}'"
+        )
+
+
 def all_error_classes() -> list[type[OpenEcrError]]:
     """Every class of the hierarchy, base included, depth first."""
     found: list[type[OpenEcrError]] = [OpenEcrError]
@@ -405,6 +463,25 @@ def all_error_classes() -> list[type[OpenEcrError]]:
         found.append(cls)
         stack.extend(cls.__subclasses__())
     return found
+
+
+class ValidationError(OpenEcrError):
+    """A request the model allows that names something ECR does not know (an unknown account
+    setting name)."""
+
+    ecr_type = "ValidationException"
+    ecr_status = 400
+    oci_code = OciCode.UNSUPPORTED
+    oci_status = 400
+
+
+class SigningConfigurationNotFound(NotFound):
+    ecr_type = "SigningConfigurationNotFoundException"
+
+    def __init__(self, registry_id: str) -> None:
+        super().__init__(
+            f"Signing configuration does not exist in the registry with id '{registry_id}'"
+        )
 
 
 class LifecyclePolicyInvalid(InvalidParameter):

@@ -101,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"openecr: {error}", file=sys.stderr)
         return 2
+    if not 0 <= args.port <= 65535:
+        print(f"openecr: --port must be 0 to 65535, not {args.port}", file=sys.stderr)
+        return 2
     # imported once the configuration is known to be good: a bad one is refused at once
     import uvicorn
 
@@ -113,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
         runtime = build_runtime(config)
     except ConfigError as error:
         print(f"openecr: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the data directory cannot be made, read or written
+        where = error.filename or config.data_dir
+        print(f"openecr: cannot use {where}: {error.strerror or error}", file=sys.stderr)
         return 2
     app = build_app(runtime)
     freeze_heap()

@@ -95,9 +95,16 @@ def sniff_media_type(doc: dict[str, Any]) -> str | None:
     return None
 
 
-def parse_manifest(raw: bytes, declared_type: str | None = None) -> Manifest:
+MEDIA_TYPE_NOT_PROVIDED = "image manifest mediatype not provided in manifest or parameter"
+
+
+def parse_manifest(
+    raw: bytes, declared_type: str | None = None, *, require_media_type: bool = False
+) -> Manifest:
     """Parse ``raw``. ``declared_type`` (PutImage's field or a Content-Type) must agree with the
-    manifest's own ``mediaType`` when both are present."""
+    manifest's own ``mediaType`` when both are present. With ``require_media_type`` (PutImage),
+    a schema 2 manifest with neither is refused rather than sniffed (schema 1 has no
+    ``mediaType`` field and is still recognised)."""
     try:
         # strict UTF-8 (no BOM, no UTF-16/32 guessing) and strict JSON (no NaN/Infinity), so
         # whatever is stored can be served back as text; absurd nesting is invalid, not a crash
@@ -110,6 +117,8 @@ def parse_manifest(raw: bytes, declared_type: str | None = None) -> Manifest:
     if own is not None and not isinstance(own, str):
         raise _invalid("mediaType must be a string")
     sniffed = sniff_media_type(doc)
+    if require_media_type and not own and not declared_type and sniffed not in mt.SCHEMA1:
+        raise ManifestInvalid(MEDIA_TYPE_NOT_PROVIDED)
     if declared_type and own and declared_type != own:
         raise ManifestInvalid(
             "Invalid parameter at 'imageManifestMediaType' failed to satisfy constraint: "

@@ -29,6 +29,7 @@ from openecr.errors import (
     UploadNotFound,
 )
 from openecr.ports.metadata import MetadataStore
+from openecr.service.account_settings import blob_mounting_enabled
 from openecr.service.blobstore import BlobStore, CheckedWriter
 from openecr.service.common import Clock, require_repository, utcnow
 
@@ -306,9 +307,12 @@ class BlobService:
     def mount(self, registry_id: str, name: str, digest: Digest, source: str) -> BlobInfo | None:
         """Link a blob that repository ``source`` of the same registry holds into ``name``;
         None when the source repository or the blob is not there (the caller then falls back
-        to an upload). Raises RepositoryNotFound for ``name``."""
+        to an upload), and when the registry's BLOB_MOUNTING setting is DISABLED. Raises
+        RepositoryNotFound for ``name``."""
         with self.meta.write() as tx:
             repo = require_repository(tx, registry_id, name)
+            if not blob_mounting_enabled(tx, registry_id):
+                return None
             origin = tx.get_repository(registry_id, source)
             blob = tx.get_linked_blob(origin.id, digest) if origin is not None else None
             if blob is None or self.blobs.stat(digest) is None:

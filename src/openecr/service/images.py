@@ -291,6 +291,7 @@ class ImageService:
         *,
         idempotent: bool = False,
         algorithm: str = "sha256",
+        require_media_type: bool = False,
     ) -> PutResult:
         """Store a manifest verbatim and optionally tag it: ECR's PutImage and the /v2 manifest
         PUT. The image's digest is the ``algorithm`` hash of ``raw`` (a /v2 push by a sha512
@@ -302,7 +303,8 @@ class ImageService:
         (also in immutable repositories). Raises RepositoryNotFound, InvalidParameter (a bad
         tag or digest), ImageDigestDoesNotMatch, ManifestInvalid, LayersNotFound /
         ReferencedImagesNotFound (unless lenient), ImageTagAlreadyExists (moving an immutable
-        tag)."""
+        tag). ``require_media_type`` (PutImage) refuses a schema 2 manifest whose media type
+        is neither declared nor in the manifest (ManifestInvalid)."""
         if tag is not None and not names.is_tag(tag):
             raise InvalidParameter.constraint(
                 "imageTag", f"must satisfy regular expression '{names.TAG_PATTERN}'"
@@ -311,7 +313,7 @@ class ImageService:
             raise InvalidParameter.constraint(
                 "imageDigest", f"must satisfy regular expression '{digests.ECR_DIGEST_PATTERN}'"
             )
-        manifest = parse_manifest(raw, media_type)
+        manifest = parse_manifest(raw, media_type, require_media_type=require_media_type)
         if algorithm != "sha256":
             manifest = replace(manifest, digest=Digest.of(raw, algorithm))
         if expected_digest is not None and expected_digest != manifest.digest:

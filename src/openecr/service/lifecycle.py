@@ -1,13 +1,13 @@
 """Lifecycle policies: stored per repository, previewed, and run.
 
 A repository's policy is its ``lifecycle-policy`` document (the text as given, when it was set,
-when a run last evaluated it); its last preview is its ``lifecycle-preview`` document. Both go
-with the repository. ``run`` evaluates every policy with the engine of
-:mod:`openecr.domain.lifecycle` at the service's clock and expires images through
-``ImageService.batch_delete_image`` (so an image a stored index lists is never deleted from
-under it) and archives through ``ImageService.update_storage_class``; each action is logged
-on the ``openecr.lifecycle`` logger. A preview and a run at the same clock act on the same
-images.
+when a run last evaluated it; creation templates write the same document); its last preview is
+its ``lifecycle-preview`` document. Both go with the repository. ``run`` evaluates every policy
+with the engine of :mod:`openecr.domain.lifecycle` at the service's clock, expires images
+through ``ImageService.batch_delete_image`` (so an image a stored index lists is never deleted
+from under it) and archives through ``ImageService.update_storage_class``; each action is
+logged on the ``openecr.lifecycle`` logger. A preview and a run at the same clock act on the
+same images.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from openecr.domain.lifecycle import Action, LifecycleImage, Policy, evaluate, parse_policy
 from openecr.domain.model import ImageId, Repository
@@ -49,15 +49,15 @@ class StoredPolicy:
     last_evaluated_at: datetime | None = None
 
     def body(self) -> str:
-        return json.dumps(
-            {
-                "text": self.text,
-                "registeredAt": self.registered_at.isoformat(),
-                "lastEvaluatedAt": (
-                    None if self.last_evaluated_at is None else self.last_evaluated_at.isoformat()
-                ),
-            }
-        )
+        """The document: ``lifecyclePolicyText``, ``registeredAt`` and ``lastEvaluatedAt``
+        (epoch seconds; the last absent until a run), the shape creation templates write."""
+        doc: dict[str, object] = {
+            "lifecyclePolicyText": self.text,
+            "registeredAt": self.registered_at.timestamp(),
+        }
+        if self.last_evaluated_at is not None:
+            doc["lastEvaluatedAt"] = self.last_evaluated_at.timestamp()
+        return json.dumps(doc)
 
     @staticmethod
     def load(repository: Repository, body: str) -> StoredPolicy:
@@ -65,9 +65,9 @@ class StoredPolicy:
         last = doc.get("lastEvaluatedAt")
         return StoredPolicy(
             repository,
-            doc["text"],
-            datetime.fromisoformat(doc["registeredAt"]),
-            None if last is None else datetime.fromisoformat(last),
+            doc["lifecyclePolicyText"],
+            datetime.fromtimestamp(doc["registeredAt"], UTC),
+            None if last is None else datetime.fromtimestamp(last, UTC),
         )
 
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from openecr.service.account_settings import AccountSettingsService
 from openecr.service.blobs import BlobService
+from openecr.service.creation_templates import CreationTemplateService
 from openecr.service.images import ImageService
 from openecr.service.lifecycle import LifecycleService
+from openecr.service.pull_time_exclusions import PullTimeExclusionService
+from openecr.service.referrers import ReferrerService
 from openecr.service.repositories import RepositoryService
+from openecr.service.signing import SigningService
 from openecr.service.tokens import TokenService
 
 
@@ -30,6 +35,11 @@ class Registry:
     images: ImageService
     blobs: BlobService
     tokens: TokenService
+    templates: CreationTemplateService
+    exclusions: PullTimeExclusionService
+    account_settings: AccountSettingsService
+    signing: SigningService
+    referrers: ReferrerService
     lifecycle: LifecycleService
 
     def registry_host(self, account: str, request_host: str) -> str:

@@ -89,6 +89,8 @@ class NewRepository:
     encryption_type: str = "AES256"
     kms_key: str | None = None
     tags: tuple[tuple[str, str], ...] = ()
+    # (kind, body) repository documents stored with the new repository (from a template)
+    documents: tuple[tuple[str, str], ...] = ()
 
 
 class RepositoryService:
@@ -123,6 +125,8 @@ class RepositoryService:
                 )
             )
             tx.put_resource_tags(repo.id, spec.tags)
+            for kind, body in spec.documents:
+                tx.put_repository_document(repo.id, kind, body)
             return repo
 
     def describe(

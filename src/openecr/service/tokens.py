@@ -39,7 +39,17 @@ class TokenService:
         self.clock = clock
 
     def _mac(self, message: str) -> str:
-        return b64url.encode(hmac.new(self._secret, message.encode(), hashlib.sha256).digest())
+        return b64url.encode(
+            hmac.new(
+                self._secret, message.encode("utf-8", "surrogatepass"), hashlib.sha256
+            ).digest()
+        )
+
+    def _matches(self, given: str, message: str) -> bool:
+        """Whether ``given`` is the MAC of ``message``, in constant time; any text (non-ASCII
+        included, which ``hmac.compare_digest`` refuses as ``str``) is just a mismatch."""
+        expected = self._mac(message).encode()
+        return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected)
 
     def issue(self, account: str) -> IssuedToken:
         expires = self.clock() + TOKEN_LIFETIME
@@ -58,7 +68,7 @@ class TokenService:
             account, expires = str(data["a"]), int(data["e"])
         except (ValueError, KeyError, TypeError, binascii.Error):
             raise AccessDenied("Your authorization token is invalid.") from None
-        if version != "oe1" or not hmac.compare_digest(mac, self._mac(payload)):
+        if version != "oe1" or not self._matches(mac, payload):
             raise AccessDenied("Your authorization token is invalid.")
         if expires < self.clock().timestamp():
             raise AccessDenied(
@@ -77,4 +87,4 @@ class TokenService:
         except ValueError:
             return False
         fresh = deadline >= self.clock().timestamp()
-        return fresh and hmac.compare_digest(signature, self._mac(f"{path}\n{deadline}"))
+        return fresh and self._matches(signature, f"{path}\n{deadline}")

@@ -13,8 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from openecr.api.layer_urls import signed_layer_url
+from openecr.domain import mediatypes as mt
 from openecr.domain import names
 from openecr.domain.digest import Digest
+from openecr.domain.kms import aws_managed_key_arn
 from openecr.domain.model import ExclusionFilter, ImageFailure, ImageId, Repository, TagMutability
 from openecr.errors import AccessDenied, InvalidLayer, InvalidParameter
 from openecr.service.blobs import PART_SIZE
@@ -127,11 +129,19 @@ def create_repository(call: Call) -> Doc:
         exclusion_filters=_filters(p.get("imageTagMutabilityExclusionFilters")),
         scan_on_push=bool((p.get("imageScanningConfiguration") or {}).get("scanOnPush", False)),
         encryption_type=encryption.get("encryptionType", "AES256"),
-        kms_key=encryption.get("kmsKey"),
+        kms_key=_kms_key(call, name, encryption),
         tags=_tags(p.get("tags")),
     )
     repo = call.registry.repositories.create(call.registry_id(name), spec)
     return {"repository": _repository(call, repo)}
+
+
+def _kms_key(call: Call, name: str, encryption: Doc) -> str | None:
+    """The key a repository is encrypted with: the one given, else for KMS the registry's
+    AWS-managed key."""
+    if encryption.get("kmsKey") or encryption.get("encryptionType") != "KMS":
+        return encryption.get("kmsKey")
+    return aws_managed_key_arn(call.registry_id(name), call.registry.settings.region)
 
 
 def describe_repositories(call: Call) -> Doc:
@@ -216,6 +226,7 @@ def put_image(call: Call) -> Doc:
         p.get("imageManifestMediaType"),
         p.get("imageTag"),
         p.get("imageDigest"),
+        require_media_type=True,
     )
     image_id: Doc = {"imageDigest": result.image.digest}
     if result.tag is not None:
@@ -310,10 +321,11 @@ def describe_images(call: Call) -> Doc:
             "registryId": repo.registry_id,
             "repositoryName": repo.name,
             "imageDigest": image.digest,
-            "imageSizeInBytes": image.size,
             "imagePushedAt": _ts(image.pushed_at),
             "imageManifestMediaType": image.media_type,
         }
+        if image.media_type not in mt.INDEXES:  # ECR gives lists and indexes no size
+            detail["imageSizeInBytes"] = image.size
         if view.tags:
             detail["imageTags"] = list(view.tags)
         if image.artifact_media_type:
@@ -478,6 +490,11 @@ OPERATIONS: dict[str, Callable[[Call], Doc]] = {
     "UploadLayerPart": upload_layer_part,
 }
 
+# the control plane's operations, each area in its own module (imported last: they use Call)
 from openecr.api.ecr.lifecycle_operations import LIFECYCLE_OPERATIONS  # noqa: E402
+from openecr.api.ecr.settings_operations import SETTINGS_OPERATIONS  # noqa: E402
+from openecr.api.ecr.templates_operations import TEMPLATES_OPERATIONS  # noqa: E402
 
+OPERATIONS.update(TEMPLATES_OPERATIONS)
+OPERATIONS.update(SETTINGS_OPERATIONS)
 OPERATIONS.update(LIFECYCLE_OPERATIONS)

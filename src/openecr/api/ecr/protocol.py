@@ -18,6 +18,7 @@ import orjson
 
 from openecr.api.ecr.operations import OPERATIONS, Call
 from openecr.api.ecr.validation import service_model, validate
+from openecr.api.storage_errors import storage_error
 from openecr.errors import OpenEcrError, SerializationError, UnknownOperation
 from openecr.service.registry import Caller, Registry
 
@@ -106,6 +107,9 @@ def handle(registry: Registry, caller: Caller, target: str | None, body: bytes) 
         return Response(200, dumps(doc), request_id)
     except OpenEcrError as error:
         return error_response(error, request_id)
-    except Exception:
+    except Exception as error:
+        storage = storage_error(error)
+        if storage is not None:
+            return error_response(storage, request_id)
         log.exception("request %s failed", request_id)
         return error_response(OpenEcrError("An internal error occurred"), request_id)

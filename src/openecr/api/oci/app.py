@@ -28,7 +28,8 @@ from starlette.types import Receive, Scope, Send
 from openecr.api.oci import blobs, manifests, referrers, render, tags, uploads
 from openecr.api.oci.auth import Authenticator
 from openecr.api.oci.common import Context
-from openecr.errors import OciCode, OpenEcrError, RouteNotFound, UnknownOperation
+from openecr.api.storage_errors import storage_error
+from openecr.errors import NameInvalid, OciCode, OpenEcrError, RouteNotFound, UnknownOperation
 from openecr.service.registry import Registry
 
 log = logging.getLogger("openecr.oci")
@@ -89,9 +90,11 @@ class OciApp:
             response = self.error(request, error)
         except ClientDisconnect:
             return
-        except Exception:
-            log.exception("%s %s failed", request.method, request.url.path)
-            response = render.error_response(OpenEcrError("An internal error occurred"))
+        except Exception as error:
+            storage = storage_error(error)
+            if storage is None:
+                log.exception("%s %s failed", request.method, request.url.path)
+            response = render.error_response(storage or OpenEcrError("An internal error occurred"))
         response.headers[render.API_VERSION[0]] = render.API_VERSION[1]
         await response(scope, receive, send)
 
@@ -108,6 +111,10 @@ class OciApp:
         if root and path.startswith(root):
             path = path[len(root) :]
         path = path[len("/v2") :]
+        raw = request.scope.get("raw_path") or b""
+        if b"%2f" in raw.lower():
+            # a name's slashes are path separators: "a%2Fb" would otherwise reach "a/b"
+            raise NameInvalid("A repository name in a path cannot contain an encoded slash (%2F)")
         headers = request.headers
         identity = self.auth.identify(headers.get("host", ""), headers.get("authorization"))
         ctx = Context(self.registry, self.auth, request, identity)

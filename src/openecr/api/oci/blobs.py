@@ -12,7 +12,7 @@ import anyio.to_thread
 from starlette.responses import Response, StreamingResponse
 
 from openecr.api.oci import render
-from openecr.api.oci.common import Context, parse_digest
+from openecr.api.oci.common import Context, echo, parse_digest
 from openecr.domain.digest import Digest
 from openecr.errors import RangeNotSatisfiable
 
@@ -44,7 +44,9 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
 
 
 def _unsatisfiable(header: str, size: int) -> RangeNotSatisfiable:
-    return RangeNotSatisfiable(f"The range '{header}' cannot be served from a blob of {size} bytes")
+    return RangeNotSatisfiable(
+        f"The range '{echo(header)}' cannot be served from a blob of {size} bytes"
+    )
 
 
 async def get(ctx: Context, name: str, value: str) -> Response:

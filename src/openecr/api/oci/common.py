@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from openecr.api.oci.auth import Authenticator, Identity
 from openecr.domain import names
+from openecr.domain.creation_templates import AppliedFor
 from openecr.domain.digest import Digest
 from openecr.errors import (
     DigestInvalid,
@@ -23,7 +24,6 @@ from openecr.errors import (
 )
 from openecr.service.blobs import PartUpload
 from openecr.service.registry import Registry
-from openecr.service.repositories import NewRepository
 
 T = TypeVar("T")
 
@@ -69,7 +69,8 @@ class Context:
 
     def _create(self, registry_id: str, name: str) -> None:
         with contextlib.suppress(RepositoryAlreadyExists):  # a concurrent push created it
-            self.registry.repositories.create(registry_id, NewRepository(name=name))
+            spec = self.registry.templates.apply(registry_id, name, AppliedFor.CREATE_ON_PUSH)
+            self.registry.repositories.create(registry_id, spec)
 
     def query_int(self, key: str) -> int | None:
         """A non-negative integer query parameter (``n``); raises PaginationInvalid."""
@@ -78,13 +79,24 @@ class Context:
             return None
         if not value.isdigit() or len(value) > 9:
             raise PaginationInvalid(
-                f"The value of '{key}' must be a non-negative integer, not '{value}'"
+                f"The value of '{key}' must be a non-negative integer, not '{echo(value)}'"
             )
         return int(value)
 
     def content_length(self) -> int | None:
         value = self.request.headers.get("content-length")
         return int(value) if value is not None and value.isdigit() else None
+
+
+ECHO_LIMIT = 100  # characters of a client's value an error message repeats
+
+
+def echo(value: str) -> str:
+    """``value`` for an error message: whole when short, else its first :data:`ECHO_LIMIT`
+    characters and how long it was (a message never repeats a client's input unbounded)."""
+    if len(value) <= ECHO_LIMIT:
+        return value
+    return f"{value[:ECHO_LIMIT]}... ({len(value)} characters)"
 
 
 def check_name(name: str) -> None:
@@ -102,7 +114,7 @@ def parse_digest(value: str) -> Digest:
     digest = Digest.try_parse(value)
     if digest is None:
         raise DigestInvalid(
-            f"The digest '{value}' is not valid: expected sha256:<64 hex> or sha512:<128 hex>"
+            f"The digest '{echo(value)}' is not valid: expected sha256:<64 hex> or sha512:<128 hex>"
         )
     return digest
 

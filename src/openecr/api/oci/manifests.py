@@ -6,7 +6,7 @@ import anyio.to_thread
 from starlette.responses import Response
 
 from openecr.api.oci import render
-from openecr.api.oci.common import Context, parse_digest
+from openecr.api.oci.common import Context, echo, parse_digest
 from openecr.domain import mediatypes as mt
 from openecr.domain import names
 from openecr.domain.digest import Digest
@@ -22,7 +22,7 @@ def parse_reference(reference: str) -> tuple[str | None, Digest | None]:
         return None, parse_digest(reference)
     if not names.is_tag(reference):
         raise TagInvalid(
-            f"The reference '{reference}' is neither a digest nor a tag matching "
+            f"The reference '{echo(reference)}' is neither a digest nor a tag matching "
             f"'{names.TAG_PATTERN}' of at most {names.TAG_MAX} characters"
         )
     return reference, None

@@ -16,7 +16,7 @@ import anyio.to_thread
 from starlette.responses import Response
 
 from openecr.api.oci import render
-from openecr.api.oci.common import Context, parse_digest, stream_part
+from openecr.api.oci.common import Context, echo, parse_digest, stream_part
 from openecr.domain import names
 from openecr.domain.digest import Digest
 from openecr.domain.model import BlobInfo
@@ -62,7 +62,7 @@ def parse_content_range(value: str) -> tuple[int, int]:
     match = _CONTENT_RANGE.fullmatch(value.strip())
     if match is None or int(match.group(2)) < int(match.group(1)):
         raise InvalidLayerPart(
-            f"The Content-Range '{value}' is not of the form <first byte>-<last byte>"
+            f"The Content-Range '{echo(value)}' is not of the form <first byte>-<last byte>"
         )
     return int(match.group(1)), int(match.group(2))
 
