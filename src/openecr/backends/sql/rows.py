@@ -52,7 +52,7 @@ def image_from(row: Sequence[Any]) -> ImageRecord:
         pushed_at=dt(pushed),
         subject=subject,
         seq=seq,
-        storage_class=storage_class,
+        storage_class=storage_class or "STANDARD",
         last_archived_at=None if archived is None else dt(archived),
         last_activated_at=None if activated is None else dt(activated),
         last_pulled_at=None if pulled is None else dt(pulled),

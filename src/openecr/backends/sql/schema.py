@@ -54,7 +54,7 @@ images = Table(
     Column("size", BigInteger, nullable=False),
     Column("pushed_at", Double, nullable=False),
     Column("subject", String(140)),
-    Column("storage_class", String(16), nullable=False, server_default="STANDARD"),
+    Column("storage_class", String(16)),  # NULL: STANDARD (the common case reads cheapest)
     Column("last_archived_at", Double),
     Column("last_activated_at", Double),
     Column("last_pulled_at", Double),
@@ -148,7 +148,7 @@ DROPPED_TABLES = ("uploads",)  # upload sessions before UploadState (size and pa
 
 # columns added since a table was first created: (table, column) -> the DDL that adds it
 ADDED_COLUMNS = {
-    ("images", "storage_class"): "VARCHAR(16) NOT NULL DEFAULT 'STANDARD'",
+    ("images", "storage_class"): "VARCHAR(16)",
     ("images", "last_archived_at"): "DOUBLE PRECISION",
     ("images", "last_activated_at"): "DOUBLE PRECISION",
     ("images", "last_pulled_at"): "DOUBLE PRECISION",

@@ -209,7 +209,9 @@ class SqlTransaction:
         storage_class: str | None = None,
     ) -> list[ImageView]:
         query = select(*IMAGE_COLUMNS).where(images.c.repository_id == repo_id)
-        if storage_class is not None:
+        if storage_class == "STANDARD":
+            query = query.where(images.c.storage_class.is_(None))
+        elif storage_class is not None:
             query = query.where(images.c.storage_class == storage_class)
         if after is not None:
             query = query.where(images.c.id > after)
@@ -242,7 +244,12 @@ class SqlTransaction:
         self.conn.execute(
             update(images)
             .where(images.c.repository_id == repo_id, images.c.digest == digest)
-            .values({"storage_class": storage_class, when: ts(at)})
+            .values(
+                {
+                    "storage_class": None if storage_class == "STANDARD" else storage_class,
+                    when: ts(at),
+                }
+            )
         )
 
     def record_pulls(self, pulls: Sequence[tuple[int, str, datetime]]) -> None:
