@@ -393,6 +393,28 @@ def repo(ecr: Any, repo_name: str) -> str:
     return repo_name
 
 
+def client_error(call: Any, **kwargs: Any) -> tuple[str, str, int]:
+    """Run a boto3 call that must fail; return its error code, message and HTTP status."""
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as caught:
+        call(**kwargs)
+    response = caught.value.response
+    return (
+        response["Error"]["Code"],
+        response["Error"]["Message"],
+        response["ResponseMetadata"]["HTTPStatusCode"],
+    )
+
+
+def unvalidated_client(server: Server) -> Any:
+    """A boto3 client that sends what it is given (no client-side validation, no retries),
+    as other SDKs and raw HTTP callers can."""
+    from botocore.config import Config
+
+    return server.client(config=Config(parameter_validation=False, retries={"max_attempts": 1}))
+
+
 def run_aws(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the real ``aws ecr`` CLI against ``server`` with throwaway credentials and no profile."""
     env = {

@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from botocore.config import Config
-from botocore.exceptions import ClientError
 
 from conftest import ACCOUNT, InProcessServer, Server, ServerFactory
+from conftest import client_error as error
+from conftest import unvalidated_client as raw_client
 from openecr.domain.creation_templates import (
     AppliedFor,
     CreationTemplate,
@@ -45,23 +45,6 @@ KMS = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab
 
 def unique() -> str:
     return f"tpl{uuid.uuid4().hex[:10]}"
-
-
-def error(call: Any, **kwargs: Any) -> tuple[str, str, int]:
-    """Run a call that must fail; return its error code, message and HTTP status."""
-    with pytest.raises(ClientError) as caught:
-        call(**kwargs)
-    response = caught.value.response
-    return (
-        response["Error"]["Code"],
-        response["Error"]["Message"],
-        response["ResponseMetadata"]["HTTPStatusCode"],
-    )
-
-
-def raw_client(server: Server) -> Any:
-    """A client that sends what it is given (no client-side validation)."""
-    return server.client(config=Config(parameter_validation=False, retries={"max_attempts": 1}))
 
 
 # --- the domain: prefixes -----------------------------------------------------------------------

@@ -4,33 +4,17 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
-from botocore.config import Config
-from botocore.exceptions import ClientError
 
 from conftest import ACCOUNT, Server, ServerFactory
+from conftest import client_error as error
+from conftest import unvalidated_client as raw_client
 from openecr.backends.memory_metadata import MemoryMetadataStore
 from openecr.errors import LimitExceeded
 from openecr.service.pull_time_exclusions import MAX_EXCLUSIONS, PullTimeExclusionService
 
 PATTERN = "^arn:aws(-[a-z]+)*:iam::[0-9]{12}:(role|user)/[\\w+=,.@-]+(/[\\w+=,.@-]+)*$"
-
-
-def error(call: Any, **kwargs: Any) -> tuple[str, str, int]:
-    with pytest.raises(ClientError) as caught:
-        call(**kwargs)
-    response = caught.value.response
-    return (
-        response["Error"]["Code"],
-        response["Error"]["Message"],
-        response["ResponseMetadata"]["HTTPStatusCode"],
-    )
-
-
-def raw_client(server: Server) -> Any:
-    return server.client(config=Config(parameter_validation=False, retries={"max_attempts": 1}))
 
 
 def user(n: int) -> str:

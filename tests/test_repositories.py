@@ -10,10 +10,10 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from botocore.config import Config
-from botocore.exceptions import ClientError
 
 from conftest import ACCOUNT, Server, make_image, run_aws, upload_blob
+from conftest import client_error as error
+from conftest import unvalidated_client as unvalidated
 
 ARN_PREFIX = f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/"
 NAME_REGEX = "(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*"
@@ -30,23 +30,6 @@ FILTERS_FORBIDDEN = (
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-def error(call: Any, **kwargs: Any) -> tuple[str, str, int]:
-    """Run a call that must fail; return its error code, message and HTTP status."""
-    with pytest.raises(ClientError) as caught:
-        call(**kwargs)
-    response = caught.value.response
-    return (
-        response["Error"]["Code"],
-        response["Error"]["Message"],
-        response["ResponseMetadata"]["HTTPStatusCode"],
-    )
-
-
-def unvalidated(server: Server) -> Any:
-    """A client that sends what it is given, as other SDKs and raw HTTP callers can."""
-    return server.client(config=Config(parameter_validation=False))
 
 
 def repo_names(ecr: Any) -> set[str]:
