@@ -12,13 +12,32 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+USAGE = """\
+usage: openecr serve [options]                 run the registry (openecr serve --help)
+       openecr lifecycle run [options]         apply lifecycle policies once (--help)
+       openecr [--data-dir DIR] <command> ...  any `aws ecr` command, same options and output,
+                                               against --endpoint-url or on the local store
+       openecr <command> help                  a command's manual, as `aws ecr <command> help`
+
+The aws ecr commands: create-repository, put-image, batch-get-image, ... (openecr help lists
+them all, as `aws ecr help` does). The local store is --data-dir, OPENECR_DATA_DIR or ./.openecr.
+"""
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["--help"], ["-h"]):
+        print(USAGE, end="")
+        return 0
+    if not args:
+        print(USAGE, end="", file=sys.stderr)
+        return 2
     if args and args[0] == "serve":
+        from openecr import __version__
         from openecr.cli import serve
 
         parser = argparse.ArgumentParser(prog="openecr serve", description="Run the registry.")
+        parser.add_argument("--version", action="version", version=f"openecr {__version__}")
         serve.add_arguments(parser)
         return serve.run(parser.parse_args(args[1:]))
     if args and args[0] == "lifecycle":
