@@ -33,3 +33,17 @@ def test_serve_version() -> None:
     done = run("serve", "--version")
     assert done.returncode == 0
     assert done.stdout.startswith("openecr ")
+
+
+def test_the_banner_says_where_on_what_and_as_whom(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from openecr.cli.serve import banner
+    from openecr.config import Config
+
+    data = Path(str(tmp_path))
+    config = Config(data_dir=data, database_url="postgresql+psycopg://u:secret@db/x")
+    text = banner(config, "127.0.0.1", 5000)
+    assert "http://127.0.0.1:5000" in text and str(data) in text
+    assert "account 123456789012, region us-east-1, authentication off" in text
+    assert "secret" not in text and "u:***@db" in text

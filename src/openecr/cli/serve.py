@@ -14,6 +14,7 @@ import argparse
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import sys
 from collections.abc import Mapping
@@ -122,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"openecr: cannot use {where}: {error.strerror or error}", file=sys.stderr)
         return 2
     app = build_app(runtime)
+    logging.getLogger("openecr").info("%s", banner(config, args.host, args.port))
     freeze_heap()
     try:
         uvicorn.run(
@@ -137,11 +139,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hide_password(url: str) -> str:
+    return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", url)
+
+
+def banner(config: Config, host: str, port: int) -> str:
+    """What a starting server says about itself: where, on what data, as whom."""
+    from openecr import __version__
+
+    auth = "on" if config.credentials else "off (any credentials act in the default account)"
+    return (
+        f"openecr {__version__} on http://{host}:{port}: data dir {config.data_dir.absolute()}, "
+        f"metadata {_hide_password(config.metadata_url)}, blobs {config.blob_store_url}, account "
+        f"{config.account_id}, region {config.region}, authentication {auth}, "
+        f"{config.workers} worker(s)"
+    )
+
+
 def _run_workers(config: Config, host: str, port: int) -> int:
     import uvicorn
 
     from openecr.bootstrap import build_runtime
 
+    logging.getLogger("openecr").info("%s", banner(config, host, port))
     # the data directory, the schema and the key files, made here once: N workers starting
     # together then only find them
     build_runtime(config).close()
