@@ -414,7 +414,8 @@ SDK_ERRORS = [
     ("unknown-key", "AKIANOSUCHKEY0000000", SECRET_A, {}, "UnrecognizedClientException",
      UNKNOWN_KEY),
     ("unknown-region", KEY_A, SECRET_A, {"region_name": "mars-north-1"},
-     "InvalidSignatureException", "Credential should be scoped to a valid region, not 'mars-north-1'."),
+     "InvalidSignatureException",
+     "Credential should be scoped to a valid region, not 'mars-north-1'."),
 ]  # fmt: skip
 
 
