@@ -78,6 +78,12 @@ def test_repositories_and_images_are_per_region(regional: Server) -> None:
         repositoryName="app/web", layerDigests=[layers[0]["digest"]]
     )
     assert checked["failures"][0]["failureCode"] == "MissingLayerDigest"
+    url = eu.get_download_url_for_layer(repositoryName="app/web", layerDigest=layers[0]["digest"])
+    assert httpx.get(url["downloadUrl"]).status_code == 200  # the signed path names the registry
+    code, _ = code_of(
+        us.get_download_url_for_layer, repositoryName="app/web", layerDigest=layers[0]["digest"]
+    )
+    assert code == "LayersNotFoundException"
     [image] = eu.batch_get_image(repositoryName="app/web", imageIds=[{"imageTag": "v1"}])["images"]
     assert image["registryId"] == ACCOUNT and image["imageManifest"] == raw.decode()
     # deleting one leaves the other

@@ -162,7 +162,8 @@ WIDENED_COLUMNS = {("repositories", "registry_id"): 64}
 
 def create_schema(engine: Engine) -> None:
     """Create the missing tables, add the missing columns of ``ADDED_COLUMNS`` to tables of
-    older data dirs, and drop the tables of ``DROPPED_TABLES`` (idempotent)."""
+    older data dirs, widen the columns of ``WIDENED_COLUMNS`` (PostgreSQL) and drop the tables
+    of ``DROPPED_TABLES`` (idempotent)."""
     with engine.begin() as conn:
         for name in DROPPED_TABLES:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
@@ -178,7 +179,8 @@ def create_schema(engine: Engine) -> None:
                 if table not in existing:
                     continue
                 found = {c["name"]: c["type"] for c in inspector.get_columns(table)}
-                if getattr(found.get(column), "length", length) < length:
+                current = getattr(found.get(column), "length", None)  # None: unbounded
+                if current is not None and current < length:
                     conn.exec_driver_sql(
                         f"ALTER TABLE {table} ALTER COLUMN {column} TYPE VARCHAR({length})"
                     )
