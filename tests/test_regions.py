@@ -19,6 +19,7 @@ from conftest import VENV_BIN, InProcessServer, Server, ServerFactory, free_port
 from lifecycle_examples import rule
 from lifecycle_seed import runtime_on
 from openecr.domain.registries import account_of, region_of, registry_key
+from openecr.service.tokens import TokenService
 from test_auth import ACCOUNT_A, KEY_A, SECRET_A, write_credentials
 
 ACCOUNT = "123456789012"
@@ -298,3 +299,32 @@ def test_local_cli_acts_in_its_region(tmp_path: Path) -> None:
     assert run("describe-repositories")["repositories"] == []
     found = run("describe-repositories", "--region", "eu-west-1")["repositories"]
     assert [r["repositoryName"] for r in found] == ["local/eu"]
+
+
+def test_registry_host_template_names_the_region(make_server: ServerFactory) -> None:
+    server = make_server("--registry-host", "{account}.registry.{region}.example")
+    eu = server.client(region_name="eu-west-1")
+    uri = eu.create_repository(repositoryName="templated")["repository"]["repositoryUri"]
+    assert uri == f"{ACCOUNT}.registry.eu-west-1.example/templated"
+    with httpx.Client(base_url=server.endpoint) as v2:
+        eu_host = {"Host": f"{ACCOUNT}.registry.eu-west-1.example:{server.port}"}
+        assert v2.get("/v2/templated/tags/list", headers=eu_host).status_code == 200
+        us_host = {"Host": f"{ACCOUNT}.registry.us-east-1.example:{server.port}"}
+        assert v2.get("/v2/templated/tags/list", headers=us_host).status_code == 404
+
+
+def test_a_token_without_a_region_is_for_the_default_region(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    server = make_server("--credentials", str(write_credentials(tmp_path)))
+    us = server.client(aws_access_key_id=KEY_A, aws_secret_access_key=SECRET_A)
+    us.create_repository(repositoryName="older")
+    secret = (server.data_dir / "secret.key").read_bytes()
+    old = TokenService(secret).issue(ACCOUNT_A).password  # as issued before regions
+    assert TokenService(secret).verify(old) == (ACCOUNT_A, None)
+    token = base64.b64encode(f"AWS:{old}".encode()).decode()
+    eu_host = f"{ACCOUNT_A}.dkr.ecr.eu-west-1.amazonaws.com:{server.port}"
+    with httpx.Client(base_url=server.endpoint) as v2:
+        auth = {"Authorization": f"Basic {token}"}
+        assert v2.get("/v2/older/tags/list", headers=auth).status_code == 200
+        assert v2.get("/v2/older/tags/list", headers={**auth, "Host": eu_host}).status_code == 403

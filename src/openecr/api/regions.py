@@ -17,6 +17,11 @@ def _botocore_regions() -> frozenset[str]:
     return frozenset(found)
 
 
+def load() -> None:
+    """Read botocore's endpoint data now rather than on the first request that names a region."""
+    _botocore_regions()
+
+
 def is_known(region: str, default_region: str) -> bool:
     """Whether ``region`` is one botocore knows (or the default region, whatever its name)."""
     return region == default_region or region in _botocore_regions()
