@@ -148,7 +148,7 @@ def _future(server: Server) -> Built:
 
 
 def _region(server: Server) -> Built:
-    return signed_headers(server, BODY, region="eu-west-1"), BODY
+    return signed_headers(server, BODY, region="mars-north-1"), BODY
 
 
 def _service(server: Server) -> Built:
@@ -248,7 +248,7 @@ REJECTED = [
     ("stale", _stale, 400, "InvalidSignatureException", "Signature expired: "),
     ("future", _future, 400, "InvalidSignatureException", "Signature not yet current: "),
     ("region", _region, 400, "InvalidSignatureException",
-     "Credential should be scoped to a valid region, not 'eu-west-1'."),
+     "Credential should be scoped to a valid region, not 'mars-north-1'."),
     ("service", _service, 400, "InvalidSignatureException",
      "Credential should be scoped to correct service: 'ecr'."),
     ("terminator", _raw(FULL.replace("aws4_request", "aws5_request")), 400,
@@ -413,8 +413,9 @@ SDK_ERRORS = [
     ("other-keys-secret", KEY_A, SECRET_B, {}, "InvalidSignatureException", MISMATCH),
     ("unknown-key", "AKIANOSUCHKEY0000000", SECRET_A, {}, "UnrecognizedClientException",
      UNKNOWN_KEY),
-    ("other-region", KEY_A, SECRET_A, {"region_name": "eu-west-1"}, "InvalidSignatureException",
-     "Credential should be scoped to a valid region, not 'eu-west-1'."),
+    ("unknown-region", KEY_A, SECRET_A, {"region_name": "mars-north-1"},
+     "InvalidSignatureException",
+     "Credential should be scoped to a valid region, not 'mars-north-1'."),
 ]  # fmt: skip
 
 

@@ -183,8 +183,8 @@ CASES: list[tuple[str, list[str], int]] = [
             "images[].imageManifest",
             "--output",
             "text",
-            "--region",
-            "eu-west-1",
+            "--region",  # a global option after the command (the state is in us-east-1)
+            "us-east-1",
         ],
         0,
     ),

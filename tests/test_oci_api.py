@@ -1271,7 +1271,7 @@ def test_host_header_selects_the_account(server: Server, v2: httpx.Client, ecr: 
     other = "210987654321"
     name = f"hosted/repo-{uuid.uuid4().hex[:8]}"
     ecr.create_repository(repositoryName=name, registryId=other)
-    host = f"{other}.dkr.ecr.eu-west-1.amazonaws.com:{server.port}"
+    host = f"{other}.dkr.ecr.us-east-1.amazonaws.com:{server.port}"
     raw, digest = push_image_with_host(v2, name, host)
     got = v2.get(f"/v2/{name}/manifests/v1", headers={"Host": host})
     assert got.content == raw

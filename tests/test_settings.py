@@ -42,7 +42,8 @@ def test_account_region_and_host_template(make_server: ServerFactory) -> None:
 
 def test_environment_configures_the_same_settings(make_server: ServerFactory) -> None:
     server = make_server(env={"OPENECR_ACCOUNT_ID": "111122223333", "OPENECR_REGION": "ap-south-1"})
-    repo = server.client().create_repository(repositoryName="envrepo")["repository"]
+    client = server.client(region_name="ap-south-1")
+    repo = client.create_repository(repositoryName="envrepo")["repository"]
     assert repo["repositoryArn"] == "arn:aws:ecr:ap-south-1:111122223333:repository/envrepo"
 
 

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from openecr.api import regions
 from openecr.api.http import Authenticator, create_app
 from openecr.api.lifecycle_schedule import LifecycleSchedule
 from openecr.backends.filesystem import FilesystemBlobDriver
@@ -181,6 +182,7 @@ def build_app(runtime: Runtime) -> ASGIApp:
             },
             region=runtime.config.region,
         )
+    regions.load()
     app = create_app(runtime.registry, authenticate)
     return LifecycleSchedule(app, runtime.registry.lifecycle.run, runtime.config.lifecycle_interval)
 

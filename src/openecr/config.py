@@ -9,7 +9,7 @@ Environment variables (each overridden by the matching ``openecr serve`` option)
 ``OPENECR_DATABASE_URL``        SQLAlchemy URL of the metadata store (default: SQLite in the
                                 data directory)
 ``OPENECR_ACCOUNT_ID``          the default account (default ``123456789012``)
-``OPENECR_REGION``              the region in ARNs (default ``us-east-1``)
+``OPENECR_REGION``              the default region (default ``us-east-1``)
 ``OPENECR_REGISTRY_HOST``       registry host template with ``{account}``/``{region}``
 ``OPENECR_LENIENT_MANIFESTS``   ``1`` to accept manifests whose blobs are absent
 ``OPENECR_CREDENTIALS``         a credentials file; turns on authentication

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from openecr.api import layer_urls
 from openecr.api.ecr import protocol
 from openecr.api.oci import OciApp
+from openecr.api.sigv4 import request_region
 from openecr.domain.digest import Digest
 from openecr.errors import AccessDenied, OpenEcrError, RequestTooLarge, UnknownOperation
 from openecr.service.registry import Caller, Registry
@@ -110,6 +111,8 @@ class EcrEndpoint:
                     headers,
                     body,
                 )
+            # after the signature check, whose errors come first (it checks the region too)
+            region = request_region(headers, registry.settings.region)
         except _Disconnected:
             return
         except OpenEcrError as error:
@@ -119,6 +122,7 @@ class EcrEndpoint:
             account=account,
             host=headers.get("host", "localhost"),
             scheme=scope.get("scheme", "http"),
+            region=region,
         )
         target = headers.get("x-amz-target")
         if protocol.runs_inline(target):

@@ -10,10 +10,14 @@ Checks, in order, with AWS's error types and (where known) its messages:
 * no ``Authorization`` header: ``MissingAuthenticationTokenException``;
 * an unparsable header, a credential without five elements, no date, ``host`` not signed:
   ``IncompleteSignatureException``;
-* a credential scoped to another date, region, service or terminator, a timestamp more than
+* a credential scoped to another date, an unknown region (one botocore does not know ECR in,
+  other than the default region), another service or terminator, a timestamp more than
   15 minutes away, an ``x-amz-content-sha256`` that is not the body's hash, a wrong signature:
   ``InvalidSignatureException``;
 * an unknown access key: ``UnrecognizedClientException``.
+
+The signature is computed with the request's own credential scope: a request signed for any
+known region verifies, and :func:`request_region` tells which region it acts in.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 
+from openecr.api.regions import is_known
 from openecr.errors import (
     AuthError,
     IncompleteSignature,
@@ -165,6 +170,27 @@ def parse_authorization(header: str, headers: Mapping[str, str]) -> SignedReques
     )
 
 
+def _bad_region(region: str) -> str:
+    return f"Credential should be scoped to a valid region, not '{region}'."
+
+
+_CREDENTIAL = re.compile(r"Credential=[^/,\s]*/[^/,\s]*/([^/,\s]*)/")
+
+
+def request_region(headers: Mapping[str, str], default_region: str) -> str:
+    """The region an ECR API request acts in: its SigV4 credential scope's (boto3 and the aws
+    CLI always sign, whether or not the server checks signatures), else ``default_region``
+    (no or an unparsable ``Authorization``). Raises InvalidSignature for a region botocore
+    does not know ECR in."""
+    match = _CREDENTIAL.search(headers.get("authorization", ""))
+    if match is None or not match.group(1):
+        return default_region
+    region = match.group(1)
+    if not is_known(region, default_region):
+        raise InvalidSignature(_bad_region(region))
+    return region
+
+
 class _Verifier(SigV4Auth):
     """botocore's signer, signing exactly the headers the client listed.
 
@@ -242,10 +268,8 @@ class SigV4Authenticator:
                 "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
                 f"from HTTP: '{auth.date}' != '{auth.timestamp[:8]}', from '{auth.timestamp}'."
             )
-        if auth.region != self.region:
-            raise InvalidSignature(
-                f"Credential should be scoped to a valid region, not '{auth.region}'."
-            )
+        if not is_known(auth.region, self.region):
+            raise InvalidSignature(_bad_region(auth.region))
         if auth.service != self.service:
             raise InvalidSignature(
                 f"Credential should be scoped to correct service: '{self.service}'."
@@ -300,7 +324,7 @@ class SigV4Authenticator:
             url = f"{url}?{query}"
         request = AWSRequest(method=method, url=url, headers=signed, data=body)
         request.context["timestamp"] = auth.timestamp
-        signer = _Verifier(Credentials(auth.access_key, secret), self.service, self.region)
+        signer = _Verifier(Credentials(auth.access_key, secret), self.service, auth.region)
         canonical: str = signer.canonical_request(request)
         string_to_sign: str = signer.string_to_sign(request, canonical)
         signature: Any = signer.signature(string_to_sign, request)

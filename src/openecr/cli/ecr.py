@@ -61,6 +61,15 @@ class _RawBody(io.BytesIO):
             chunk = self.read()
 
 
+def _header_map(headers: Any) -> dict[str, str]:
+    """A prepared request's headers, names lower-cased and values as text."""
+    found: dict[str, str] = {}
+    for name, value in headers.items():
+        text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        found[str(name).lower()] = text
+    return found
+
+
 def pop_data_dir(args: list[str]) -> str | None:
     """Remove ``--data-dir DIR`` / ``--data-dir=DIR`` from ``args`` and return DIR (the last
     one wins). Raises DataDirError when the value is missing."""
@@ -90,12 +99,15 @@ class LocalStore:
 
     def before_send(self, request: Any, **_kwargs: Any) -> Any:
         """The ``before-send`` handler: answer ``request`` in-process."""
+        import uuid
         from urllib.parse import urlsplit
 
         from botocore.awsrequest import AWSResponse
         from botocore.compat import HTTPHeaders
 
         from openecr.api.ecr import protocol
+        from openecr.api.sigv4 import request_region
+        from openecr.errors import OpenEcrError
         from openecr.service.registry import Caller
 
         if self._runtime is None:
@@ -114,8 +126,16 @@ class LocalStore:
         target = request.headers.get("X-Amz-Target")
         if isinstance(target, bytes):
             target = target.decode()
-        caller = Caller(registry.settings.default_account, url.netloc, url.scheme or "http")
-        rendered = protocol.handle(registry, caller, target, body or b"")
+        rendered = None
+        try:  # the region botocore signed for (``--region``, the profile's, OPENECR_REGION)
+            region = request_region(_header_map(request.headers), registry.settings.region)
+        except OpenEcrError as error:
+            rendered = protocol.error_response(error, str(uuid.uuid4()))
+        if rendered is None:
+            caller = Caller(
+                registry.settings.default_account, url.netloc, url.scheme or "http", region
+            )
+            rendered = protocol.handle(registry, caller, target, body or b"")
         headers = HTTPHeaders()
         headers["Content-Type"] = protocol.CONTENT_TYPE
         headers["x-amzn-RequestId"] = rendered.request_id

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where blobs live: file:///path (default: the data dir) or memory:// (for tests)",
     )
     parser.add_argument("--account-id", help="the default account (123456789012)")
-    parser.add_argument("--region", help="the region in ARNs (us-east-1)")
+    parser.add_argument("--region", help="the default region, of unsigned requests (us-east-1)")
     parser.add_argument(
         "--registry-host",
         help="host in repositoryUri/proxyEndpoint, with {account} and {region} placeholders "

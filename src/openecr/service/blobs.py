@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from openecr.domain import digest as digests
 from openecr.domain.digest import Digest
 from openecr.domain.model import BlobInfo, UploadSession
+from openecr.domain.registries import account_of
 from openecr.errors import (
     BlobNotFound,
     EmptyUpload,
@@ -230,7 +231,7 @@ class BlobService:
                 self._end(session)
                 raise LayerAlreadyExists(
                     f"The layer '{digest}' already exists in the repository with name '{name}' "
-                    f"in the registry with id '{registry_id}'"
+                    f"in the registry with id '{account_of(registry_id)}'"
                 )
         try:
             self.blobs.commit(session.state, digest)
@@ -296,7 +297,7 @@ class BlobService:
         if blob is None:
             raise LayersNotFound(
                 f"The layer with digest '{layer_digest}' does not exist in the repository with "
-                f"name '{name}' in the registry with id '{registry_id}'"
+                f"name '{name}' in the registry with id '{account_of(registry_id)}'"
             )
         return blob
 
@@ -323,7 +324,7 @@ class BlobService:
     def _blob_not_found(self, registry_id: str, name: str, digest: Digest) -> BlobNotFound:
         return BlobNotFound(
             f"The blob with digest '{digest}' does not exist in the repository with name "
-            f"'{name}' in the registry with id '{registry_id}'"
+            f"'{name}' in the registry with id '{account_of(registry_id)}'"
         )
 
     def stat(self, registry_id: str, name: str, digest: Digest) -> BlobInfo:

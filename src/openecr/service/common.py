@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from openecr.domain.model import Repository
+from openecr.domain.registries import account_of
 from openecr.errors import RepositoryNotFound
 from openecr.ports.metadata import Transaction
 
@@ -20,5 +21,5 @@ def require_repository(tx: Transaction, registry_id: str, name: str) -> Reposito
     """The repository, or raise RepositoryNotFound with ECR's message."""
     repo = tx.get_repository(registry_id, name)
     if repo is None:
-        raise RepositoryNotFound(name, registry_id)
+        raise RepositoryNotFound(name, account_of(registry_id))
     return repo

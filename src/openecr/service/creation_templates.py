@@ -15,6 +15,7 @@ from openecr.domain.creation_templates import (
     normalize_prefix,
 )
 from openecr.domain.model import ExclusionFilter, TagMutability
+from openecr.domain.registries import account_of
 from openecr.errors import (
     InvalidParameter,
     InvalidTagParameter,
@@ -129,7 +130,7 @@ class CreationTemplateService:
             match = _ROLE_ARN.fullmatch(spec.custom_role_arn)
             if match is None:
                 raise InvalidParameter.constraint("customRoleArn", "Invalid role ARN")
-            if match.group(1) != registry_id:
+            if match.group(1) != account_of(registry_id):
                 raise InvalidParameter.constraint(
                     "customRoleArn", "The role must be in the same account as the registry"
                 )
@@ -154,7 +155,7 @@ class CreationTemplateService:
         template = self._merge(registry_id, CreationTemplate(key, (), now, now), spec)
         with self.meta.write() as tx:
             if tx.get_document(registry_id, KIND, key) is not None:
-                raise TemplateAlreadyExists(key, registry_id)
+                raise TemplateAlreadyExists(key, account_of(registry_id))
             tx.put_document(registry_id, KIND, key, template.to_json())
         return template
 
@@ -164,7 +165,7 @@ class CreationTemplateService:
         with self.meta.write() as tx:
             body = tx.get_document(registry_id, KIND, key)
             if body is None:
-                raise TemplateNotFound(key, registry_id)
+                raise TemplateNotFound(key, account_of(registry_id))
             current = CreationTemplate.from_json(body)
             template = replace(self._merge(registry_id, current, spec), updated_at=self._now())
             tx.put_document(registry_id, KIND, key, template.to_json())
@@ -176,7 +177,7 @@ class CreationTemplateService:
         with self.meta.write() as tx:
             body = tx.get_document(registry_id, KIND, key)
             if body is None:
-                raise TemplateNotFound(key, registry_id)
+                raise TemplateNotFound(key, account_of(registry_id))
             tx.delete_document(registry_id, KIND, key)
         return CreationTemplate.from_json(body)
 

@@ -30,6 +30,7 @@ from openecr.domain.model import (
     Repository,
     ResolvedImage,
 )
+from openecr.domain.registries import account_of
 from openecr.errors import (
     ImageAlreadyExists,
     ImageArchived,
@@ -335,7 +336,7 @@ class ImageService:
                 raise ImageAlreadyExists(
                     f"Image with digest '{manifest.digest}' and tag '{tag or 'null'}' already "
                     f"exists in the repository with name '{name}' in registry with id "
-                    f"'{registry_id}'"
+                    f"'{account_of(registry_id)}'"
                 )
             moving = tag is not None and current not in (None, manifest.digest)
             if moving and tag is not None and repo.tag_is_immutable(tag):
@@ -354,7 +355,7 @@ class ImageService:
             if missing and not self.lenient:
                 raise ReferencedImagesNotFound(
                     f"The following referenced images were not found in the repository with "
-                    f"name '{repo.name}' in the registry with id '{repo.registry_id}': "
+                    f"name '{repo.name}' in the registry with id '{account_of(repo.registry_id)}': "
                     f"[{', '.join(missing)}]"
                 )
             size = max((img.size for img in stored.values() if img is not None), default=0)
@@ -366,7 +367,7 @@ class ImageService:
                 raise LayersNotFound(
                     f"Layers with digests '[{', '.join(dict.fromkeys(missing))}]' required for "
                     f"pushing image into repository with name '{repo.name}' in the registry "
-                    f"with id '{repo.registry_id}' do not exist"
+                    f"with id '{account_of(repo.registry_id)}' do not exist"
                 )
         record = ImageRecord(
             repository_id=repo.id,
@@ -577,7 +578,7 @@ class ImageService:
                     raise ImageNotFound(
                         f"The image with imageId {{imageDigest:'{image_id.digest}', "
                         f"imageTag:'{image_id.tag}'}} does not exist within the repository "
-                        f"with name '{name}' in the registry with id '{registry_id}'"
+                        f"with name '{name}' in the registry with id '{account_of(registry_id)}'"
                     )
                 view = ImageView(record, tuple(snapshot.tags_of(repo.id, record.digest)))
                 if all(v.image.digest != record.digest for v in views):
@@ -626,7 +627,7 @@ class ImageService:
                 raise ImageNotFound(
                     f"The image with imageId {{imageDigest:'{image_id.digest}', "
                     f"imageTag:'{image_id.tag}'}} does not exist within the repository "
-                    f"with name '{name}' in the registry with id '{registry_id}'"
+                    f"with name '{name}' in the registry with id '{account_of(registry_id)}'"
                 )
             if record.storage_class == target:
                 raise ImageStorageClassUpdateNotSupported(
@@ -649,7 +650,7 @@ class ImageService:
         with self.meta.read() as tx:
             repo_id, record = tx.lookup_image(registry_id, name, reference.tag, reference.digest)
         if repo_id is None:
-            raise RepositoryNotFound(name, registry_id)
+            raise RepositoryNotFound(name, account_of(registry_id))
         if record is None:
             raise ImageNotFound(REASON_NOT_FOUND)
         if record.storage_class == ARCHIVE:

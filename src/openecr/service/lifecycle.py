@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from openecr.domain.lifecycle import Action, LifecycleImage, Policy, evaluate, parse_policy
 from openecr.domain.model import ImageId, Repository
+from openecr.domain.registries import account_of
 from openecr.errors import (
     InvalidParameter,
     LifecyclePolicyInvalid,
@@ -236,7 +237,7 @@ class LifecycleService:
         repo = require_repository(tx, registry_id, name)
         body = tx.get_repository_document(repo.id, POLICY_KIND)
         if body is None:
-            raise LifecyclePolicyNotFound(name, registry_id)
+            raise LifecyclePolicyNotFound(name, account_of(registry_id))
         return StoredPolicy.load(repo, body)
 
     # --- previews -----------------------------------------------------------------------------
@@ -280,7 +281,7 @@ class LifecycleService:
             repo = require_repository(tx, registry_id, name)
             body = tx.get_repository_document(repo.id, PREVIEW_KIND)
         if body is None:
-            raise LifecyclePolicyPreviewNotFound(name, registry_id)
+            raise LifecyclePolicyPreviewNotFound(name, account_of(registry_id))
         preview = Preview.load(repo, body)
         results = [r for r in preview.results if _selected(r, image_ids, tag_status)]
         start = decode_token(token, int, "lifecycle-preview") if token else 0
@@ -303,7 +304,7 @@ class LifecycleService:
                 StoredPolicy.load(repo, body)
                 for repo, body in tx.repository_documents(POLICY_KIND)
                 if (repository is None or repo.name == repository)
-                and (registry_id is None or repo.registry_id == registry_id)
+                and (registry_id is None or account_of(repo.registry_id) == registry_id)
             ]
         for policy in stored:
             report.repositories += 1

@@ -7,6 +7,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from openecr.domain.registries import account_of
 from openecr.errors import ExclusionAlreadyExists, ExclusionNotFound, LimitExceeded
 from openecr.ports.metadata import MetadataStore
 from openecr.service.common import Clock, utcnow
@@ -36,10 +37,10 @@ class PullTimeExclusionService:
         exclusion = Exclusion(principal_arn, float(int(self.clock().timestamp())))
         with self.meta.write() as tx:
             if tx.get_document(registry_id, KIND, principal_arn) is not None:
-                raise ExclusionAlreadyExists(principal_arn, registry_id)
+                raise ExclusionAlreadyExists(principal_arn, account_of(registry_id))
             if len(tx.list_documents(registry_id, KIND)) >= MAX_EXCLUSIONS:
                 raise LimitExceeded(
-                    f"The registry with id '{registry_id}' already has the maximum of "
+                    f"The registry with id '{account_of(registry_id)}' already has the maximum of "
                     f"{MAX_EXCLUSIONS} pull time update exclusions"
                 )
             body = json.dumps({"createdAt": exclusion.created_at})
@@ -50,7 +51,7 @@ class PullTimeExclusionService:
         """Remove a principal; raises ExclusionNotFound."""
         with self.meta.write() as tx:
             if not tx.delete_document(registry_id, KIND, principal_arn):
-                raise ExclusionNotFound(principal_arn, registry_id)
+                raise ExclusionNotFound(principal_arn, account_of(registry_id))
 
     def list(
         self, registry_id: str, token: str | None, max_results: int | None

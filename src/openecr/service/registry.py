@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from openecr.domain.registries import registry_key
 from openecr.service.account_settings import AccountSettingsService
 from openecr.service.blobs import BlobService
 from openecr.service.creation_templates import CreationTemplateService
@@ -27,6 +28,10 @@ class Settings:
     # whether a push over the registry API (/v2) creates a missing repository
     create_on_push: bool = False
 
+    def registry_key(self, account: str, region: str | None = None) -> str:
+        """The store's key of ``account``'s registry in ``region`` (default: ``region``)."""
+        return registry_key(account, region or self.region, self.region)
+
 
 @dataclass(frozen=True, slots=True)
 class Registry:
@@ -42,12 +47,13 @@ class Registry:
     referrers: ReferrerService
     lifecycle: LifecycleService
 
-    def registry_host(self, account: str, request_host: str) -> str:
-        """Where docker reaches ``account``'s registry, as ``repositoryUri`` reports it."""
+    def registry_host(self, account: str, request_host: str, region: str | None = None) -> str:
+        """Where docker reaches ``account``'s registry in ``region`` (default: the default
+        region), as ``repositoryUri`` and ``proxyEndpoint`` report it."""
         template = self.settings.registry_host
         if template is None:
             return request_host
-        return template.format(account=account, region=self.settings.region)
+        return template.format(account=account, region=region or self.settings.region)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +63,4 @@ class Caller:
     account: str
     host: str  # the Host the request arrived on
     scheme: str = "http"
+    region: str | None = None  # the request's region; None: the default region

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from openecr.domain import names as domain_names
 from openecr.domain.model import ExclusionFilter, Repository, TagMutability
+from openecr.domain.registries import account_of
 from openecr.errors import (
     InvalidParameter,
     InvalidTagParameter,
@@ -110,7 +111,7 @@ class RepositoryService:
             )
         with self.meta.write() as tx:
             if tx.get_repository(registry_id, spec.name) is not None:
-                raise RepositoryAlreadyExists(spec.name, registry_id)
+                raise RepositoryAlreadyExists(spec.name, account_of(registry_id))
             repo = tx.create_repository(
                 Repository(
                     id=0,
@@ -160,7 +161,7 @@ class RepositoryService:
         with self.meta.write() as tx:
             repo = require_repository(tx, registry_id, name)
             if not force and tx.count_images(repo.id) > 0:
-                raise RepositoryNotEmpty(name, registry_id)
+                raise RepositoryNotEmpty(name, account_of(registry_id))
             tx.delete_repository(repo.id)
             return repo
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from openecr.domain.model import FailureCode, ImageFailure, ImageId, Repository
+from openecr.domain.registries import account_of
 from openecr.errors import ImageNotFound, InvalidParameter, SigningConfigurationNotFound
 from openecr.ports.metadata import MetadataStore, Transaction
 from openecr.service.common import require_repository
@@ -148,7 +149,7 @@ class SigningService:
                 raise ImageNotFound(
                     f"The image with imageId {{imageDigest:'{image_id.digest}', "
                     f"imageTag:'{image_id.tag}'}} does not exist within the repository "
-                    f"with name '{name}' in the registry with id '{registry_id}'"
+                    f"with name '{name}' in the registry with id '{account_of(registry_id)}'"
                 )
             signed = bool(signatures_of(tx, repo, found.digest))
             rules = _configuration(tx, registry_id) or []

@@ -1,7 +1,9 @@
 """Registry passwords (what GetAuthorizationToken hands out) and signed download URLs.
 
-A password is ``oe1.<payload>.<mac>``: a base64url JSON payload (account, expiry) and an
-HMAC-SHA256 over it with the server's secret. Like ECR tokens they last 12 hours.
+A password is ``oe1.<payload>.<mac>``: a base64url JSON payload (account, region, expiry) and
+an HMAC-SHA256 over it with the server's secret. Like ECR tokens they last 12 hours, and like
+them they are for the registry of one region (a password without a region, issued before
+regions existed, is for the default region's).
 """
 
 from __future__ import annotations
@@ -51,21 +53,23 @@ class TokenService:
         expected = self._mac(message).encode()
         return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected)
 
-    def issue(self, account: str) -> IssuedToken:
+    def issue(self, account: str, region: str | None = None) -> IssuedToken:
+        """A password for ``account``'s registry in ``region`` (None: the default region)."""
         expires = self.clock() + TOKEN_LIFETIME
-        payload = b64url.encode(
-            json.dumps(
-                {"a": account, "e": int(expires.timestamp())}, separators=(",", ":")
-            ).encode()
-        )
+        claims: dict[str, object] = {"a": account, "e": int(expires.timestamp())}
+        if region is not None:
+            claims["r"] = region
+        payload = b64url.encode(json.dumps(claims, separators=(",", ":")).encode())
         return IssuedToken(f"oe1.{payload}.{self._mac(payload)}", expires)
 
-    def verify(self, password: str) -> str:
-        """The account a password was issued to; raises AccessDenied if forged or expired."""
+    def verify(self, password: str) -> tuple[str, str | None]:
+        """The account and region (None: the default one) a password was issued for; raises
+        AccessDenied if forged or expired."""
         try:
             version, payload, mac = password.split(".")
             data = json.loads(b64url.decode(payload))
             account, expires = str(data["a"]), int(data["e"])
+            region = None if data.get("r") is None else str(data["r"])
         except (ValueError, KeyError, TypeError, binascii.Error):
             raise AccessDenied("Your authorization token is invalid.") from None
         if version != "oe1" or not self._matches(mac, payload):
@@ -74,7 +78,7 @@ class TokenService:
             raise AccessDenied(
                 "Your authorization token has expired. Reauthenticate and try again."
             )
-        return account
+        return account, region
 
     def sign_path(self, path: str) -> tuple[int, str]:
         """An expiry and signature that make ``path`` downloadable until then."""

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from openecr.domain.model import ImageId
+from openecr.domain.registries import account_of
 from openecr.service.lifecycle import Preview, PreviewResult, StoredPolicy
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ def _ts(value: datetime) -> float:
 
 def _policy_doc(stored: StoredPolicy, *, evaluated: bool) -> Doc:
     doc: Doc = {
-        "registryId": stored.repository.registry_id,
+        "registryId": account_of(stored.repository.registry_id),
         "repositoryName": stored.repository.name,
         "lifecyclePolicyText": stored.text,
     }
@@ -54,7 +55,7 @@ def delete_lifecycle_policy(call: Call) -> Doc:
 
 def _preview_head(preview: Preview) -> Doc:
     return {
-        "registryId": preview.repository.registry_id,
+        "registryId": account_of(preview.repository.registry_id),
         "repositoryName": preview.repository.name,
         "lifecyclePolicyText": preview.policy_text,
         "status": preview.status,

@@ -18,7 +18,8 @@ from openecr.domain import names
 from openecr.domain.digest import Digest
 from openecr.domain.kms import aws_managed_key_arn
 from openecr.domain.model import ExclusionFilter, ImageFailure, ImageId, Repository, TagMutability
-from openecr.errors import AccessDenied, InvalidLayer, InvalidParameter
+from openecr.domain.registries import account_of
+from openecr.errors import AccessDenied, InvalidLayer, InvalidParameter, RepositoryNotFound
 from openecr.service.blobs import PART_SIZE
 from openecr.service.images import image_status
 from openecr.service.registry import Caller, Registry
@@ -40,15 +41,21 @@ class Call:
     operation: str
 
     def registry_id(self, name: str | None = None) -> str:
-        """The registry a request names (default: the caller's); with authentication on, a
-        caller may only act in its own account."""
-        target = self.params.get("registryId") or self.caller.account
+        """The store's key of the registry a request names (the ``registryId`` account, default
+        the caller's, in the request's region); with authentication on, a caller may only act
+        in its own account."""
+        target = str(self.params.get("registryId") or self.caller.account)
         if self.registry.settings.authenticate and target != self.caller.account:
             raise self.denied(target, name or "*")
-        return str(target)
+        return self.registry.settings.registry_key(target, self.region)
+
+    @property
+    def region(self) -> str:
+        """The request's region (its SigV4 credential scope's), else the default region."""
+        return self.caller.region or self.registry.settings.region
 
     def denied(self, account: str, name: str) -> AccessDenied:
-        region = self.registry.settings.region
+        region = self.region
         return AccessDenied(
             f"User: arn:aws:iam::{self.caller.account}:root is not authorized to perform: "
             f"ecr:{self.operation} on resource: arn:aws:ecr:{region}:{account}:repository/{name} "
@@ -62,11 +69,12 @@ def _ts(value: datetime) -> float:
 
 
 def _repository(call: Call, repo: Repository) -> Doc:
-    region = call.registry.settings.region
-    host = call.registry.registry_host(repo.registry_id, call.caller.host)
+    region = call.region
+    account = account_of(repo.registry_id)
+    host = call.registry.registry_host(account, call.caller.host, region)
     doc: Doc = {
-        "repositoryArn": f"arn:aws:ecr:{region}:{repo.registry_id}:repository/{repo.name}",
-        "registryId": repo.registry_id,
+        "repositoryArn": f"arn:aws:ecr:{region}:{account}:repository/{repo.name}",
+        "registryId": account,
         "repositoryName": repo.name,
         "repositoryUri": f"{host}/{repo.name}",
         "createdAt": _ts(repo.created_at),
@@ -141,7 +149,7 @@ def _kms_key(call: Call, name: str, encryption: Doc) -> str | None:
     AWS-managed key."""
     if encryption.get("kmsKey") or encryption.get("encryptionType") != "KMS":
         return encryption.get("kmsKey")
-    return aws_managed_key_arn(call.registry_id(name), call.registry.settings.region)
+    return aws_managed_key_arn(account_of(call.registry_id(name)), call.region)
 
 
 def describe_repositories(call: Call) -> Doc:
@@ -173,7 +181,7 @@ def put_image_tag_mutability(call: Call) -> Doc:
         _filters(p.get("imageTagMutabilityExclusionFilters")),
     )
     doc: Doc = {
-        "registryId": repo.registry_id,
+        "registryId": account_of(repo.registry_id),
         "repositoryName": repo.name,
         "imageTagMutability": repo.tag_mutability.value,
     }
@@ -183,16 +191,20 @@ def put_image_tag_mutability(call: Call) -> Doc:
 
 
 def _resource(call: Call) -> tuple[str, str]:
+    """The registry key and repository name of ``resourceArn``. A repository of another
+    region than the request's is not found, as ECR answers (each region is its own service)."""
     arn = call.params["resourceArn"]
     match = _ARN.fullmatch(arn)
     if match is None:
         raise InvalidParameter.constraint("resourceArn", "Invalid ARN")
     region, account, name = match.groups()
-    if region != call.registry.settings.region or not names.is_repository_name(name):
+    if not names.is_repository_name(name):
         raise InvalidParameter.constraint("resourceArn", "Invalid ARN")
     if call.registry.settings.authenticate and account != call.caller.account:
         raise call.denied(account, name)
-    return account, name
+    if region != call.region:
+        raise RepositoryNotFound(name, account)
+    return call.registry.settings.registry_key(account, region), name
 
 
 def list_tags_for_resource(call: Call) -> Doc:
@@ -233,7 +245,7 @@ def put_image(call: Call) -> Doc:
         image_id["imageTag"] = result.tag
     return {
         "image": {
-            "registryId": result.repository.registry_id,
+            "registryId": account_of(result.repository.registry_id),
             "repositoryName": result.repository.name,
             "imageId": image_id,
             "imageManifest": result.image.manifest.decode("utf-8"),
@@ -254,7 +266,7 @@ def batch_get_image(call: Call) -> Doc:
     repo = result.repository
     images = [
         {
-            "registryId": repo.registry_id,
+            "registryId": account_of(repo.registry_id),
             "repositoryName": repo.name,
             "imageId": _id_doc(ImageId(r.image.digest, r.tag)),
             "imageManifest": r.manifest.decode("utf-8"),
@@ -318,7 +330,7 @@ def describe_images(call: Call) -> Doc:
     for view in views:
         image = view.image
         detail: Doc = {
-            "registryId": repo.registry_id,
+            "registryId": account_of(repo.registry_id),
             "repositoryName": repo.name,
             "imageDigest": image.digest,
             "imagePushedAt": _ts(image.pushed_at),
@@ -357,7 +369,7 @@ def update_image_storage_class(call: Call) -> Doc:
     if p["imageId"].get("imageTag"):
         image_id["imageTag"] = p["imageId"]["imageTag"]
     return {
-        "registryId": repo.registry_id,
+        "registryId": account_of(repo.registry_id),
         "repositoryName": repo.name,
         "imageId": image_id,
         "imageStatus": image_status(image),
@@ -405,7 +417,7 @@ def upload_layer_part(call: Call) -> Doc:
         registry_id, name, p["uploadId"], p["partFirstByte"], p["partLastByte"], p["layerPartBlob"]
     )
     return {
-        "registryId": registry_id,
+        "registryId": account_of(registry_id),
         "repositoryName": name,
         "uploadId": p["uploadId"],
         "lastByteReceived": last,
@@ -428,7 +440,7 @@ def complete_layer_upload(call: Call) -> Doc:
         raise InvalidLayer(f"The layer digest '{claimed}' is not a valid digest")
     blobs.complete(registry_id, name, p["uploadId"], digest, ecr=True)
     return {
-        "registryId": registry_id,
+        "registryId": account_of(registry_id),
         "repositoryName": name,
         "uploadId": p["uploadId"],
         "layerDigest": digest,
@@ -456,8 +468,8 @@ def get_authorization_token(call: Call) -> Doc:
     for account in accounts:
         if call.registry.settings.authenticate and account != call.caller.account:
             raise call.denied(account, "*")
-        issued = call.registry.tokens.issue(account)
-        host = call.registry.registry_host(account, call.caller.host)
+        issued = call.registry.tokens.issue(account, call.region)
+        host = call.registry.registry_host(account, call.caller.host, call.region)
         data.append(
             {
                 "authorizationToken": issued.authorization_token,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from openecr.domain.model import ImageId
+from openecr.domain.registries import account_of
 from openecr.service.signing import SigningStatus, rules_from_document, rules_to_document
 
 if TYPE_CHECKING:  # operations.py imports this module at its end: no import back at run time
@@ -28,7 +29,7 @@ def put_account_setting(call: Call) -> Doc:
 def describe_registry(call: Call) -> Doc:
     """The registry's id and its replication configuration: openecr does not replicate, so
     the rules are always empty."""
-    return {"registryId": call.registry_id(), "replicationConfiguration": {"rules": []}}
+    return {"registryId": account_of(call.registry_id()), "replicationConfiguration": {"rules": []}}
 
 
 def put_signing_configuration(call: Call) -> Doc:
@@ -40,13 +41,13 @@ def put_signing_configuration(call: Call) -> Doc:
 def get_signing_configuration(call: Call) -> Doc:
     registry_id = call.registry_id()
     rules = call.registry.signing.get(registry_id)
-    return {"registryId": registry_id, "signingConfiguration": rules_to_document(rules)}
+    return {"registryId": account_of(registry_id), "signingConfiguration": rules_to_document(rules)}
 
 
 def delete_signing_configuration(call: Call) -> Doc:
     registry_id = call.registry_id()
     rules = call.registry.signing.delete(registry_id)
-    return {"registryId": registry_id, "signingConfiguration": rules_to_document(rules)}
+    return {"registryId": account_of(registry_id), "signingConfiguration": rules_to_document(rules)}
 
 
 def _status(status: SigningStatus) -> Doc:
@@ -72,7 +73,7 @@ def describe_image_signing_status(call: Call) -> Doc:
     if report.tag is not None:
         image_id["imageTag"] = report.tag
     return {
-        "registryId": report.repository.registry_id,
+        "registryId": account_of(report.repository.registry_id),
         "repositoryName": report.repository.name,
         "imageId": image_id,
         "signingStatuses": [_status(s) for s in report.statuses],

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from openecr.domain.creation_templates import CreationTemplate
 from openecr.domain.model import ExclusionFilter, TagMutability
+from openecr.domain.registries import account_of
 from openecr.service.creation_templates import TemplateSpec
 
 if TYPE_CHECKING:  # operations imports this module at its end: no import back at run time
@@ -68,19 +69,19 @@ def _template(t: CreationTemplate) -> Doc:
 def create_repository_creation_template(call: Call) -> Doc:
     registry_id = call.registry_id()
     made = call.registry.templates.create(registry_id, call.params["prefix"], _spec(call.params))
-    return {"registryId": registry_id, "repositoryCreationTemplate": _template(made)}
+    return {"registryId": account_of(registry_id), "repositoryCreationTemplate": _template(made)}
 
 
 def update_repository_creation_template(call: Call) -> Doc:
     registry_id = call.registry_id()
     updated = call.registry.templates.update(registry_id, call.params["prefix"], _spec(call.params))
-    return {"registryId": registry_id, "repositoryCreationTemplate": _template(updated)}
+    return {"registryId": account_of(registry_id), "repositoryCreationTemplate": _template(updated)}
 
 
 def delete_repository_creation_template(call: Call) -> Doc:
     registry_id = call.registry_id()
     deleted = call.registry.templates.delete(registry_id, call.params["prefix"])
-    return {"registryId": registry_id, "repositoryCreationTemplate": _template(deleted)}
+    return {"registryId": account_of(registry_id), "repositoryCreationTemplate": _template(deleted)}
 
 
 def describe_repository_creation_templates(call: Call) -> Doc:
@@ -90,7 +91,7 @@ def describe_repository_creation_templates(call: Call) -> Doc:
         registry_id, p.get("prefixes"), p.get("nextToken"), p.get("maxResults")
     )
     doc: Doc = {
-        "registryId": registry_id,
+        "registryId": account_of(registry_id),
         "repositoryCreationTemplates": [_template(t) for t in found],
     }
     if token:

@@ -1,12 +1,15 @@
-"""Who calls ``/v2`` and which registry (account) they address.
+"""Who calls ``/v2`` and which registry (account and region) they address.
 
 * The account: a ``Host`` of the form ``<12 digits>.dkr.ecr.<region>.<anything>`` (or one that
   fits the configured registry host template) names it, as on ECR; otherwise the token's
   account when authenticating, else the default account.
+* The region: the ``<region>`` of such a Host when it is one botocore knows; otherwise the
+  token's region when authenticating, else the default region.
 * Without ``--credentials`` anyone may do anything and ``Authorization`` is not looked at.
 * With it, every request needs ``Authorization: Basic base64(AWS:<password>)`` where the
   password comes from GetAuthorizationToken; anything else is 401 with a Basic challenge.
-  A token acts in its own account only: other accounts' repositories answer 403 ``DENIED``.
+  A token acts in its own account and region only (GetAuthorizationToken in a region issues
+  it for that region's registry): other registries' repositories answer 403 ``DENIED``.
 """
 
 from __future__ import annotations
@@ -16,17 +19,20 @@ import binascii
 import re
 from dataclasses import dataclass
 
+from openecr.api.regions import is_known
 from openecr.errors import AccessDenied, MissingAuthenticationToken, UnrecognizedClient
 from openecr.service.registry import Registry
 
-ECR_HOST = re.compile(r"([0-9]{12})\.dkr\.ecr\.[a-z0-9-]+\..+")
+ECR_HOST = re.compile(r"([0-9]{12})\.dkr\.ecr\.([a-z0-9-]+)\..+")
 SERVICE = "ecr.amazonaws.com"
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    account: str  # the registry the request addresses
+    account: str  # the registry the request addresses: its account
     caller: str | None  # the account the token belongs to; None when not authenticating
+    region: str  # the registry the request addresses: its region
+    caller_region: str | None = None  # the region the token is for; None when not authenticating
 
 
 def _template_pattern(template: str | None) -> re.Pattern[str] | None:
@@ -36,6 +42,7 @@ def _template_pattern(template: str | None) -> re.Pattern[str] | None:
     pattern = re.escape(template.lower())
     pattern = pattern.replace(re.escape("{account}"), "(?P<account>[0-9]{12})", 1)
     pattern = pattern.replace(re.escape("{account}"), "[0-9]{12}")
+    pattern = pattern.replace(re.escape("{region}"), "(?P<region>[a-z0-9-]+)", 1)
     pattern = pattern.replace(re.escape("{region}"), "[a-z0-9-]+")
     return re.compile(pattern)
 
@@ -57,27 +64,39 @@ class Authenticator:
 
     def host_account(self, host: str) -> str | None:
         """The account a ``Host`` header names, if it names one."""
+        return self.host_registry(host)[0]
+
+    def host_registry(self, host: str) -> tuple[str | None, str | None]:
+        """The account and the (known) region a ``Host`` header names, each if it names one."""
         name = _hostname(host)
         match = ECR_HOST.fullmatch(name)
         if match is not None:
-            return match.group(1)
+            return match.group(1), self._region(match.group(2))
         if self._template is not None:
             found = self._template.fullmatch(name)
             if found is not None:
-                return found.group("account")
-        return None
+                region = found.groupdict().get("region")
+                return found.group("account"), None if region is None else self._region(region)
+        return None, None
+
+    def _region(self, region: str) -> str | None:
+        return region if is_known(region, self.settings.region) else None
 
     def identify(self, host: str, authorization: str | None) -> Identity:
         """Raises MissingAuthenticationToken / UnrecognizedClient (401) when authenticating
         and the credentials are missing, malformed, forged or expired."""
-        named = self.host_account(host)
+        account, region = self.host_registry(host)
         if not self.settings.authenticate:
-            return Identity(named or self.settings.default_account, None)
-        caller = self.verify(authorization)
-        return Identity(named or caller, caller)
+            return Identity(
+                account or self.settings.default_account, None, region or self.settings.region
+            )
+        caller, token_region = self.verify(authorization)
+        caller_region = token_region or self.settings.region
+        return Identity(account or caller, caller, region or caller_region, caller_region)
 
-    def verify(self, authorization: str | None) -> str:
-        """The account of a ``Basic AWS:<password>`` header."""
+    def verify(self, authorization: str | None) -> tuple[str, str | None]:
+        """The account and region (None: the default one) of a ``Basic AWS:<password>``
+        header."""
         if not authorization:
             raise MissingAuthenticationToken(
                 "Authentication is required: log in with user AWS and the password from "
@@ -104,7 +123,7 @@ class Authenticator:
         return f'Basic realm="{scheme}://{host}/",service="{SERVICE}"'
 
     def denied(self, identity: Identity, name: str, action: str) -> AccessDenied:
-        region = self.settings.region
+        region = identity.region
         return AccessDenied(
             f"User: arn:aws:iam::{identity.caller}:root is not authorized to perform: "
             f"ecr:{action} on resource: arn:aws:ecr:{region}:{identity.account}:repository/{name} "

@@ -43,17 +43,25 @@ class Context:
     identity: Identity
 
     @property
-    def account(self) -> str:
-        return self.identity.account
+    def registry_key(self) -> str:
+        """The store's key of the registry (account and region) the request addresses."""
+        return self.registry.settings.registry_key(self.identity.account, self.identity.region)
+
+    def permit(self, name: str, action: str) -> None:
+        """Raises AccessDenied unless the caller may act in the addressed registry: when
+        authenticating, a token acts in its own account and region only."""
+        identity = self.identity
+        if identity.caller is not None and (
+            identity.caller != identity.account or identity.caller_region != identity.region
+        ):
+            raise self.auth.denied(identity, name, action)
 
     def authorize(self, name: str, action: str) -> str:
-        """The registry id ``name`` lives in, once the name is valid and the caller may act
+        """The registry key ``name`` lives in, once the name is valid and the caller may act
         there (ECR's IAM action ``action`` names the operation in the denial)."""
         check_name(name)
-        caller = self.identity.caller
-        if caller is not None and caller != self.identity.account:
-            raise self.auth.denied(self.identity, name, action)
-        return self.identity.account
+        self.permit(name, action)
+        return self.registry_key
 
     async def push(self, registry_id: str, name: str, call: Callable[[], T]) -> T:
         """Run a write in a worker thread. With create-on-push, a missing repository is

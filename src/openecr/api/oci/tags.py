@@ -34,15 +34,13 @@ async def list_tags(ctx: Context, name: str, _ref: str) -> Response:
 
 
 async def catalog(ctx: Context) -> Response:
-    caller = ctx.identity.caller
-    if caller is not None and caller != ctx.account:
-        raise ctx.auth.denied(ctx.identity, "*", "DescribeRepositories")
+    ctx.permit("*", "DescribeRepositories")
     n = ctx.query_int("n")
     last = ctx.request.query_params.get("last") or None
     if n == 0:
         return render.json_response({"repositories": []})
     limit = min(n or CATALOG_PAGE, MAX_PAGE)
-    found, more = ctx.registry.repositories.catalog(ctx.account, last, limit)
+    found, more = ctx.registry.repositories.catalog(ctx.registry_key, last, limit)
     headers = {}
     if more and found:
         headers["Link"] = next_link("/v2/_catalog", limit, found[-1])

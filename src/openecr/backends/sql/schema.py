@@ -31,7 +31,8 @@ repositories = Table(
     "repositories",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("registry_id", String(12), nullable=False),
+    # the registry key: the account, or ``<account>.<region>`` outside the default region
+    Column("registry_id", String(64), nullable=False),
     Column("name", String(256), nullable=False),
     Column("created_at", Double, nullable=False),
     Column("tag_mutability", String(32), nullable=False),
@@ -154,10 +155,15 @@ ADDED_COLUMNS = {
     ("images", "last_pulled_at"): "DOUBLE PRECISION",
 }
 
+# VARCHAR columns widened since a table was first created: (table, column) -> the new length
+# (SQLite ignores lengths; PostgreSQL's older tables are altered)
+WIDENED_COLUMNS = {("repositories", "registry_id"): 64}
+
 
 def create_schema(engine: Engine) -> None:
     """Create the missing tables, add the missing columns of ``ADDED_COLUMNS`` to tables of
-    older data dirs, and drop the tables of ``DROPPED_TABLES`` (idempotent)."""
+    older data dirs, widen the columns of ``WIDENED_COLUMNS`` (PostgreSQL) and drop the tables
+    of ``DROPPED_TABLES`` (idempotent)."""
     with engine.begin() as conn:
         for name in DROPPED_TABLES:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
@@ -168,4 +174,14 @@ def create_schema(engine: Engine) -> None:
                 have = {c["name"] for c in inspector.get_columns(table)}
                 if column not in have:
                     conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
+        if conn.dialect.name == "postgresql":
+            for (table, column), length in WIDENED_COLUMNS.items():
+                if table not in existing:
+                    continue
+                found = {c["name"]: c["type"] for c in inspector.get_columns(table)}
+                current = getattr(found.get(column), "length", None)  # None: unbounded
+                if current is not None and current < length:
+                    conn.exec_driver_sql(
+                        f"ALTER TABLE {table} ALTER COLUMN {column} TYPE VARCHAR({length})"
+                    )
     metadata.create_all(engine)
