@@ -264,9 +264,10 @@ def batch_get_image(call: Call) -> Doc:
         p.get("acceptedMediaTypes"),
     )
     repo = result.repository
+    registry_id = account_of(repo.registry_id)
     images = [
         {
-            "registryId": account_of(repo.registry_id),
+            "registryId": registry_id,
             "repositoryName": repo.name,
             "imageId": _id_doc(ImageId(r.image.digest, r.tag)),
             "imageManifest": r.manifest.decode("utf-8"),
@@ -327,10 +328,11 @@ def describe_images(call: Call) -> Doc:
         _image_status(p),
     )
     details = []
+    registry_id = account_of(repo.registry_id)
     for view in views:
         image = view.image
         detail: Doc = {
-            "registryId": account_of(repo.registry_id),
+            "registryId": registry_id,
             "repositoryName": repo.name,
             "imageDigest": image.digest,
             "imagePushedAt": _ts(image.pushed_at),

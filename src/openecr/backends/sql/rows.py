@@ -14,6 +14,9 @@ def ts(value: datetime) -> float:
     return value.timestamp()
 
 
+_fromtimestamp = datetime.fromtimestamp
+
+
 def dt(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
@@ -39,23 +42,24 @@ def repository_from(row: Sequence[Any]) -> Repository:
 
 
 def image_from(row: Sequence[Any]) -> ImageRecord:
-    """An ImageRecord from a row of ``IMAGE_COLUMNS``."""
-    seq, repo_id, digest, manifest, media_type, artifact_type, size, pushed, subject = row[:9]
-    storage_class, archived, activated, pulled = row[9:13]
+    """An ImageRecord from a row of ``IMAGE_COLUMNS`` (on every pull: positional, no helper
+    calls)."""
+    (seq, repo_id, digest, manifest, media_type, artifact_type, size, pushed, subject,
+     storage_class, archived, activated, pulled) = row  # fmt: skip
     return ImageRecord(
-        repository_id=repo_id,
-        digest=digest,
-        manifest=bytes(manifest),
-        media_type=media_type,
-        artifact_media_type=artifact_type,
-        size=size,
-        pushed_at=dt(pushed),
-        subject=subject,
-        seq=seq,
-        storage_class=storage_class or "STANDARD",
-        last_archived_at=None if archived is None else dt(archived),
-        last_activated_at=None if activated is None else dt(activated),
-        last_pulled_at=None if pulled is None else dt(pulled),
+        repo_id,
+        digest,
+        bytes(manifest),
+        media_type,
+        artifact_type,
+        size,
+        _fromtimestamp(pushed, UTC),
+        subject,
+        seq,
+        storage_class or "STANDARD",
+        None if archived is None else _fromtimestamp(archived, UTC),
+        None if activated is None else _fromtimestamp(activated, UTC),
+        None if pulled is None else _fromtimestamp(pulled, UTC),
     )
 
 
