@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast, overload
@@ -73,7 +74,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Server:
+class Server(ABC):
     """A running openecr server on 127.0.0.1: :class:`InProcessServer` (the default) or
     :class:`ProcessServer`. ``args`` are ``openecr serve`` options, ``env`` the ``OPENECR_*``
     variables it sees on top of this process's environment."""
@@ -110,11 +111,13 @@ class Server:
             *self.args,
         ]
 
+    @abstractmethod
     def start(self) -> Server:
-        raise NotImplementedError
+        """Start serving and return once the server answers its health check."""
 
+    @abstractmethod
     def stop(self) -> None:
-        raise NotImplementedError
+        """Stop serving (idempotent)."""
 
     def restart(self) -> Server:
         self.stop()
