@@ -11,6 +11,7 @@ Invariants kept here, once, for every API:
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -48,6 +49,8 @@ from openecr.ports.metadata import ImageReads, MetadataStore, Transaction
 from openecr.service.common import Clock, require_repository, utcnow
 from openecr.service.paging import decode_token, encode_token
 from openecr.service.pulls import PullRecorder
+
+log = logging.getLogger(__name__)
 
 REASON_NOT_FOUND = "Requested image not found"
 REASON_MISSING = "Invalid request parameters: both tag and digest cannot be null"
@@ -215,6 +218,10 @@ class PutResult:
     repository: Repository
     image: ImageRecord
     tag: str | None
+    changed: bool = True  # False when the push stored nothing new (same bytes, same tag)
+
+
+PushListener = Callable[[PutResult], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +285,21 @@ class ImageService:
         self.clock = clock
         self.converter = converter
         self.pulls = pulls
+        self.push_listeners: list[PushListener] = []
+
+    def on_push(self, listener: PushListener) -> None:
+        """Call ``listener`` after every committed push (PutImage, /v2 manifest PUT), outside
+        the transaction and in the pushing thread: it must be quick (enqueue work, do not do
+        it). A listener's exception is logged and does not fail the push."""
+        self.push_listeners.append(listener)
+
+    def _pushed(self, result: PutResult) -> PutResult:
+        for listener in self.push_listeners:
+            try:
+                listener(result)
+            except Exception:  # a listener must never fail a push that is already durable
+                log.exception("push listener %r failed", listener)
+        return result
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -342,9 +364,11 @@ class ImageService:
             if moving and tag is not None and repo.tag_is_immutable(tag):
                 raise ImageTagAlreadyExists(tag, name)
             record = existing or self._insert(tx, repo, manifest)
-            if tag is not None and current != manifest.digest:
+            retagged = tag is not None and current != manifest.digest
+            if retagged and tag is not None:
                 tx.set_tag(repo.id, tag, manifest.digest, self.clock())
-            return PutResult(repo, record, tag)
+            result = PutResult(repo, record, tag, changed=existing is None or retagged)
+        return self._pushed(result)
 
     def _insert(self, tx: Transaction, repo: Repository, manifest: Manifest) -> ImageRecord:
         size = manifest.size
