@@ -115,6 +115,12 @@ WIRE: dict[str, tuple[str, int, str, int]] = {
     ),
     "LifecyclePolicyInvalid": ("InvalidParameterException", 400, "UNSUPPORTED", 400),
     "LifecyclePolicyNotFound": ("LifecyclePolicyNotFoundException", 400, "NAME_UNKNOWN", 404),
+    "LifecyclePolicyPreviewInProgress": (
+        "LifecyclePolicyPreviewInProgressException",
+        400,
+        "DENIED",
+        403,
+    ),
     "LifecyclePolicyPreviewNotFound": (
         "LifecyclePolicyPreviewNotFoundException",
         400,

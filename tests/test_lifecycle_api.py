@@ -33,6 +33,18 @@ def _error(caught: pytest.ExceptionInfo[ClientError]) -> tuple[str, str, int]:
     )
 
 
+def start_preview(ecr: Any, **kwargs: Any) -> dict[str, Any]:
+    """StartLifecyclePolicyPreview (which answers IN_PROGRESS: previews run in the background),
+    then botocore's own waiter until the preview is COMPLETE."""
+    started: dict[str, Any] = ecr.start_lifecycle_policy_preview(**kwargs)
+    assert started["status"] == "IN_PROGRESS"
+    waiter = ecr.get_waiter("lifecycle_policy_preview_complete")
+    waiter.wait(
+        repositoryName=kwargs["repositoryName"], WaiterConfig={"Delay": 0.02, "MaxAttempts": 500}
+    )
+    return started
+
+
 def _policy(*rules: dict[str, Any]) -> str:
     return json.dumps({"rules": list(rules)})
 
@@ -308,8 +320,8 @@ def test_documented_examples_preview_then_run(
     with runtime_on(server.data_dir) as runtime:
         digests = seed(runtime, repo, example.images, utcnow())
         ecr.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=example.policy)
-        started = ecr.start_lifecycle_policy_preview(repositoryName=repo)
-        assert (started["status"], started["lifecyclePolicyText"]) == ("COMPLETE", example.policy)
+        started = start_preview(ecr, repositoryName=repo)
+        assert started["lifecyclePolicyText"] == example.policy
         preview = ecr.get_lifecycle_policy_preview(repositoryName=repo)
         expected = {digests[name] for name in example.expired}
         previewed = {r["imageDigest"] for r in preview["previewResults"]}
@@ -336,10 +348,7 @@ def test_preview_of_a_given_text_leaves_the_policy_alone(
     with runtime_on(server.data_dir) as runtime:
         digests = seed(runtime, repo, [("old", [], 30), ("new", [], 1)], now)
     text = _policy(rule(1, "untagged", "sinceImagePushed", 7))
-    assert (
-        ecr.start_lifecycle_policy_preview(repositoryName=repo, lifecyclePolicyText=text)["status"]
-        == "COMPLETE"
-    )
+    start_preview(ecr, repositoryName=repo, lifecyclePolicyText=text)
     preview = ecr.get_lifecycle_policy_preview(repositoryName=repo)
     assert [r["imageDigest"] for r in preview["previewResults"]] == [digests["old"]]
     assert preview["previewResults"][0]["appliedRulePriority"] == 1
@@ -360,7 +369,7 @@ def test_preview_filters_and_pages(server: Server, ecr: Any, repo: str) -> None:
         rule(1, "untagged", "imageCountMoreThan", 1),
         rule(2, "any", "imageCountMoreThan", 1),
     )
-    ecr.start_lifecycle_policy_preview(repositoryName=repo, lifecyclePolicyText=text)
+    start_preview(ecr, repositoryName=repo, lifecyclePolicyText=text)
     full = ecr.get_lifecycle_policy_preview(repositoryName=repo)["previewResults"]
     order = [r["imageDigest"] for r in full]
     # rule 1 first (u0, u1, oldest first), then rule 2 (t0..t4; u2 is held by rule 1)
@@ -407,7 +416,7 @@ def test_transitions_archive_then_archived_images_expire(
     ecr.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=_policy(doc))
     with runtime_on(server.data_dir) as runtime:
         digests = seed(runtime, repo, [("old", ["v1"], 9), ("new", ["v2"], 1)], utcnow())
-        ecr.start_lifecycle_policy_preview(repositoryName=repo)
+        start_preview(ecr, repositoryName=repo)
         preview = ecr.get_lifecycle_policy_preview(repositoryName=repo)
         assert [r["imageDigest"] for r in preview["previewResults"]] == [digests["old"]]
         assert preview["previewResults"][0]["action"] == {
@@ -440,7 +449,7 @@ def test_transitions_archive_then_archived_images_expire(
         later.clock = lambda: utcnow() + timedelta(days=89)
         assert later.run(repository=repo).actions == []
         later.clock = lambda: utcnow() + timedelta(days=91)
-        ecr.start_lifecycle_policy_preview(repositoryName=repo)  # the server's clock: now
+        start_preview(ecr, repositoryName=repo)  # the server's clock: now
         assert ecr.get_lifecycle_policy_preview(repositoryName=repo)["previewResults"] == []
         assert [a.outcome for a in later.run(repository=repo).actions] == ["expired"]
     assert _described(ecr, repo) == {digests["new"]}
@@ -458,7 +467,7 @@ def test_since_image_pulled_counts_from_the_last_pull(server: Server, ecr: Any, 
             repositoryName=repo,
             lifecyclePolicyText=_policy(rule(1, "any", "sinceImagePulled", 30)),
         )
-        ecr.start_lifecycle_policy_preview(repositoryName=repo)
+        start_preview(ecr, repositoryName=repo)
         preview = ecr.get_lifecycle_policy_preview(repositoryName=repo)
         assert [r["imageDigest"] for r in preview["previewResults"]] == [digests["idle"]]
         runtime.registry.lifecycle.run(repository=repo)
@@ -490,7 +499,7 @@ def test_an_index_keeps_its_children(server: Server, ecr: Any, repo: str) -> Non
             repositoryName=repo,
             lifecyclePolicyText=_policy(rule(1, "untagged", "sinceImagePushed", 7)),
         )
-        ecr.start_lifecycle_policy_preview(repositoryName=repo)
+        start_preview(ecr, repositoryName=repo)
         preview = ecr.get_lifecycle_policy_preview(repositoryName=repo)
         assert [r["imageDigest"] for r in preview["previewResults"]] == [lone]
         runtime.registry.lifecycle.run(repository=repo)

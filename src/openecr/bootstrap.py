@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -58,6 +59,7 @@ class Runtime:
     pulls: PullRecorder
 
     def close(self) -> None:
+        self.registry.lifecycle.close()
         self.pulls.close()
         self.metadata.close()
 
@@ -165,7 +167,11 @@ def build_runtime(config: Config) -> Runtime:
         account_settings=AccountSettingsService(metadata),
         signing=SigningService(metadata),
         referrers=ReferrerService(metadata),
-        lifecycle=LifecycleService(metadata, ImageService(metadata)),
+        lifecycle=LifecycleService(
+            metadata,
+            ImageService(metadata),
+            executor=ThreadPoolExecutor(1, thread_name_prefix="lifecycle-preview"),
+        ),
     )
     return Runtime(config, registry, blobs, metadata, pulls)
 

@@ -505,6 +505,18 @@ class LifecyclePolicyNotFound(NotFound):
         )
 
 
+class LifecyclePolicyPreviewInProgress(OpenEcrError):
+    ecr_type = "LifecyclePolicyPreviewInProgressException"
+    ecr_status = 400
+    oci_code = OciCode.DENIED
+
+    def __init__(self, name: str, registry_id: str) -> None:
+        super().__init__(
+            f"Lifecycle policy preview is already in progress for the repository with name "
+            f"'{name}' in the registry with id '{registry_id}'"
+        )
+
+
 class LifecyclePolicyPreviewNotFound(NotFound):
     ecr_type = "LifecyclePolicyPreviewNotFoundException"
 

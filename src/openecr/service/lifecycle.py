@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
 from openecr.domain.lifecycle import Action, LifecycleImage, Policy, evaluate, parse_policy
 from openecr.domain.model import ImageId, Repository
@@ -25,6 +26,7 @@ from openecr.errors import (
     InvalidParameter,
     LifecyclePolicyInvalid,
     LifecyclePolicyNotFound,
+    LifecyclePolicyPreviewInProgress,
     LifecyclePolicyPreviewNotFound,
     OpenEcrError,
     RepositoryNotFound,
@@ -37,6 +39,11 @@ from openecr.service.paging import decode_token, encode_token
 POLICY_KIND = "lifecycle-policy"
 PREVIEW_KIND = "lifecycle-preview"
 PREVIEW_COMPLETE = "COMPLETE"
+PREVIEW_IN_PROGRESS = "IN_PROGRESS"
+PREVIEW_FAILED = "FAILED"
+# A preview still IN_PROGRESS this long after it started died with its process: it reads as
+# FAILED and a new preview may start.
+PREVIEW_STALE = timedelta(minutes=10)
 _PAGE = 1000  # images read per query while loading a repository
 
 log = logging.getLogger("openecr.lifecycle")
@@ -104,6 +111,7 @@ class Preview:
     policy_text: str
     status: str
     results: tuple[PreviewResult, ...]
+    started_at: datetime | None = None  # when StartLifecyclePolicyPreview was called
 
     @property
     def expiring(self) -> int:
@@ -123,6 +131,7 @@ class Preview:
             {
                 "text": self.policy_text,
                 "status": self.status,
+                "startedAt": None if self.started_at is None else self.started_at.timestamp(),
                 "results": [
                     {
                         "digest": r.digest,
@@ -153,7 +162,22 @@ class Preview:
             )
             for r in doc["results"]
         )
-        return Preview(repository, doc["text"], doc["status"], results)
+        started = doc.get("startedAt")
+        return Preview(
+            repository,
+            doc["text"],
+            doc["status"],
+            results,
+            None if started is None else datetime.fromtimestamp(started, UTC),
+        )
+
+    def current(self, now: datetime) -> Preview:
+        """This preview as seen at ``now``: one IN_PROGRESS since before ``PREVIEW_STALE``
+        died with the process that ran it, and reads as FAILED."""
+        stale = self.started_at is None or now - self.started_at > PREVIEW_STALE
+        if self.status == PREVIEW_IN_PROGRESS and stale:
+            return replace(self, status=PREVIEW_FAILED)
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,10 +230,19 @@ def _load_images(tx: Transaction, repo: Repository) -> list[LifecycleImage]:
 
 
 class LifecycleService:
-    def __init__(self, meta: MetadataStore, images: ImageService, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        meta: MetadataStore,
+        images: ImageService,
+        clock: Clock = utcnow,
+        executor: Executor | None = None,
+    ) -> None:
+        """``executor`` runs previews in the background (None: inline, before
+        ``start_preview`` returns)."""
         self.meta = meta
         self.images = images
         self.clock = clock
+        self.executor = executor
 
     # --- policies -----------------------------------------------------------------------------
 
@@ -243,23 +276,64 @@ class LifecycleService:
     # --- previews -----------------------------------------------------------------------------
 
     def start_preview(self, registry_id: str, name: str, text: str | None) -> Preview:
-        """Evaluate ``text`` (default: the repository's policy) now, store the result as the
-        repository's preview and return it (complete: previews run synchronously)."""
-        policy = None if text is None else parse_policy(text)
-        with self.meta.read() as tx:
+        """Start evaluating ``text`` (default: the repository's policy) and store the
+        repository's preview as IN_PROGRESS; the evaluation runs on the service's executor
+        (inline without one) and stores the COMPLETE (or FAILED) preview. The policy is
+        validated first (LifecyclePolicyInvalid, LifecyclePolicyNotFound). Raises
+        LifecyclePolicyPreviewInProgress while the repository's last preview runs."""
+        if text is not None:
+            parse_policy(text)
+        now = self.clock()
+        with self.meta.write() as tx:
             if text is None:
                 stored = self._policy(tx, registry_id, name)
                 repo, text = stored.repository, stored.text
-                policy = parse_policy(text)
+                parse_policy(text)
             else:
                 repo = require_repository(tx, registry_id, name)
-            assert policy is not None
-            actions = evaluate(policy, _load_images(tx, repo), self.clock())
-        preview = Preview(repo, text, PREVIEW_COMPLETE, tuple(PreviewResult.of(a) for a in actions))
-        with self.meta.write() as tx:
-            repo = require_repository(tx, registry_id, name)
+            body = tx.get_repository_document(repo.id, PREVIEW_KIND)
+            if body is not None:
+                last = Preview.load(repo, body).current(now)
+                if last.status == PREVIEW_IN_PROGRESS:
+                    raise LifecyclePolicyPreviewInProgress(name, account_of(registry_id))
+            preview = Preview(repo, text, PREVIEW_IN_PROGRESS, (), now)
             tx.put_repository_document(repo.id, PREVIEW_KIND, preview.body())
+        if self.executor is None:
+            self._evaluate_preview(preview)
+        else:
+            self.executor.submit(self._evaluate_preview, preview)
         return preview
+
+    def _evaluate_preview(self, started: Preview) -> None:
+        """Evaluate a started preview and store its outcome, unless the repository or a newer
+        preview replaced it meanwhile."""
+        repo = started.repository
+        try:
+            with self.meta.read() as tx:
+                actions = evaluate(
+                    parse_policy(started.policy_text), _load_images(tx, repo), self.clock()
+                )
+            done = replace(
+                started,
+                status=PREVIEW_COMPLETE,
+                results=tuple(PreviewResult.of(a) for a in actions),
+            )
+        except Exception:
+            log.exception("lifecycle preview of %s failed", repo.name)
+            done = replace(started, status=PREVIEW_FAILED)
+        with self.meta.write() as tx:
+            current = tx.get_repository(repo.registry_id, repo.name)
+            body = None if current is None else tx.get_repository_document(current.id, PREVIEW_KIND)
+            if current is None or current.id != repo.id or body is None:
+                return
+            if Preview.load(current, body).started_at != started.started_at:
+                return
+            tx.put_repository_document(repo.id, PREVIEW_KIND, done.body())
+
+    def close(self) -> None:
+        """Wait for running previews to finish."""
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
 
     def get_preview(
         self,
@@ -282,7 +356,7 @@ class LifecycleService:
             body = tx.get_repository_document(repo.id, PREVIEW_KIND)
         if body is None:
             raise LifecyclePolicyPreviewNotFound(name, account_of(registry_id))
-        preview = Preview.load(repo, body)
+        preview = Preview.load(repo, body).current(self.clock())
         results = [r for r in preview.results if _selected(r, image_ids, tag_status)]
         start = decode_token(token, int, "lifecycle-preview") if token else 0
         limit = max_results or 100
