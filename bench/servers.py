@@ -245,6 +245,11 @@ class Baseline(Openecr):
     def executable(self) -> str:
         return os.environ["BENCH_BASELINE"]
 
+    def command(self) -> list[str]:
+        """Openecr's command, plus ``BENCH_BASELINE_ARGS`` (the same build with other options,
+        e.g. ``--no-pull-times``, is a baseline too)."""
+        return [*super().command(), *os.environ.get("BENCH_BASELINE_ARGS", "").split()]
+
 
 class Moto(Server):
     name = "moto"

@@ -175,6 +175,17 @@ def test_pull_times_survive_a_restart(make_server: ServerFactory) -> None:
     assert "lastRecordedPullTime" in detail(server.client(), "pulls", digest)
 
 
+def test_no_pull_times_records_none(make_server: ServerFactory) -> None:
+    server = make_server("--no-pull-times")
+    ecr = server.client()
+    ecr.create_repository(repositoryName="quiet")
+    _, digest = pushed(ecr, "quiet", "v1")
+    ecr.batch_get_image(repositoryName="quiet", imageIds=[{"imageTag": "v1"}])
+    assert httpx.get(f"{server.endpoint}/v2/quiet/manifests/v1").status_code == 200
+    server.restart()  # a stop writes whatever was noted: nothing was
+    assert "lastRecordedPullTime" not in detail(server.client(), "quiet", digest)
+
+
 @pytest.mark.slow
 def test_update_image_storage_class_on_the_local_store(tmp_path: Path) -> None:
     """``openecr update-image-storage-class`` on a data dir, no server."""

@@ -158,7 +158,7 @@ def build_runtime(config: Config) -> Runtime:
             metadata,
             lenient_manifests=config.lenient_manifests,
             converter=ManifestConverter(metadata, blobs, load_schema1_key(config.data_dir)),
-            pulls=pulls,
+            pulls=pulls if config.pull_times else None,
         ),
         blobs=BlobService(metadata, blobs),
         tokens=TokenService(load_secret(config.data_dir)),

@@ -18,6 +18,7 @@ Environment variables (each overridden by the matching ``openecr serve`` option)
 ``OPENECR_LOG_LEVEL``           ``critical``, ``error``, ``warning``, ``info`` (default),
                                 ``debug`` or ``trace``
 ``OPENECR_LIFECYCLE_INTERVAL``  seconds between lifecycle policy runs (default 3600; 0: off)
+``OPENECR_PULL_TIMES``          ``0`` to record no pull times (default ``1``)
 ==============================  ==========================================================
 
 ``Config.environ`` is the inverse of ``from_env``: ``openecr serve --workers N`` hands its
@@ -63,6 +64,7 @@ class Config:
     workers: int = 1
     log_level: str = "info"
     lifecycle_interval: float = 3600.0
+    pull_times: bool = True
 
     @property
     def metadata_url(self) -> str:
@@ -121,6 +123,7 @@ class Config:
             "OPENECR_WORKERS": str(self.workers),
             "OPENECR_LOG_LEVEL": self.log_level,
             "OPENECR_LIFECYCLE_INTERVAL": repr(self.lifecycle_interval),
+            "OPENECR_PULL_TIMES": flag(self.pull_times),
         }
 
 
@@ -196,6 +199,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Confi
             ) from error
     if env.get("OPENECR_LOG_LEVEL"):
         values["log_level"] = env["OPENECR_LOG_LEVEL"].strip().lower()
+    if "OPENECR_PULL_TIMES" in env:
+        values["pull_times"] = _truthy(env["OPENECR_PULL_TIMES"])
     if env.get("OPENECR_LIFECYCLE_INTERVAL"):
         try:
             values["lifecycle_interval"] = float(env["OPENECR_LIFECYCLE_INTERVAL"])

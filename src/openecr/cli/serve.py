@@ -74,6 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="seconds between lifecycle policy runs (3600; 0 turns them off)",
     )
+    parser.add_argument(
+        "--no-pull-times",
+        dest="pull_times",
+        action="store_false",
+        default=None,
+        help="do not record images' lastRecordedPullTime (pulls write nothing)",
+    )
 
 
 def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Config:
@@ -93,6 +100,7 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = N
         workers=args.workers,
         log_level=args.log_level,
         lifecycle_interval=args.lifecycle_interval,
+        pull_times=args.pull_times,
     )
 
 
