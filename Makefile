@@ -32,7 +32,7 @@ typecheck: install
 	$(BIN)/mypy bench
 
 test: install
-	./scripts/install-test-deps skopeo podman docker.io busybox-static wrk hey docker-registry
+	./scripts/install-test-deps skopeo podman docker.io busybox-static wrk hey docker-registry postgresql-15
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/lint-imports

@@ -32,6 +32,7 @@ import uvicorn
 from openecr.bootstrap import Runtime, build_app, build_runtime
 from openecr.cli import serve
 from openecr.config import Config
+from storage_servers import PostgresCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -369,6 +370,22 @@ def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
     yield cast(ServerFactory, factory)
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A private PostgreSQL cluster for the session (tests using it are marked slow)."""
+    cluster = PostgresCluster(free_port()).start()
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresCluster) -> Iterator[str]:
+    """The SQLAlchemy URL of a new, empty database, dropped after the test."""
+    url = postgres.database()
+    yield url
+    postgres.drop(url)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ backend is one entry there (and one fixture in ``tests/contract``)."""
 from __future__ import annotations
 
 import gc
+import importlib.util
 import logging
 import os
 import secrets
@@ -108,10 +109,25 @@ def _file_driver(url: str) -> BlobDriver:
     return FilesystemBlobDriver(Path(unquote(parts.path)))
 
 
+def _postgres_store(url: str) -> MetadataStore:
+    """PostgreSQL through psycopg 3 (``postgresql://`` and ``postgres://`` too)."""
+    scheme, _, rest = url.partition("://")
+    if scheme.partition("+")[2] not in ("", "psycopg"):
+        raise ConfigError(
+            f"PostgreSQL is reached through psycopg 3 (postgresql+psycopg://), not {scheme}"
+        )
+    if importlib.util.find_spec("psycopg") is None:
+        raise ConfigError(
+            "PostgreSQL needs psycopg 3, which is not installed: pip install 'openecr[postgres]'"
+        )
+    return SqlMetadataStore(f"postgresql+psycopg://{rest}")
+
+
 # URL scheme (before any "+driver") -> factory
 METADATA_BACKENDS: dict[str, Callable[[str], MetadataStore]] = {
     "sqlite": SqlMetadataStore,
-    "postgresql": SqlMetadataStore,
+    "postgresql": _postgres_store,
+    "postgres": _postgres_store,
     "memory": lambda _url: MemoryMetadataStore(),
 }
 BLOB_BACKENDS: dict[str, Callable[[str], BlobDriver]] = {

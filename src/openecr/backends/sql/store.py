@@ -31,12 +31,16 @@ class SqlMetadataStore:
         self.url = url
         self._is_sqlite = url.startswith("sqlite")
         self._reader = self._engine(immediate=False)
-        self._writer = self._engine(immediate=True) if self._is_sqlite else self._reader
+        self._writer = self._engine(immediate=True)
         self._idle: list[Connection] = []  # list.pop/append are atomic: no lock needed
         create_schema(self._writer)
 
     def _engine(self, *, immediate: bool) -> Engine:
-        engine = create_engine(self.url, pool_size=8, max_overflow=16)
+        options: dict[str, Any] = {}
+        if not self._is_sqlite and not immediate:
+            # a read sees one snapshot throughout, as SQLite's deferred transactions do
+            options["isolation_level"] = "REPEATABLE READ"
+        engine = create_engine(self.url, pool_size=8, max_overflow=16, **options)
         if self._is_sqlite:
             begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
