@@ -21,11 +21,13 @@ from urllib.parse import unquote, urlsplit
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openecr.api import regions
+from openecr.api.background import Background
 from openecr.api.http import Authenticator, create_app
 from openecr.api.lifecycle_schedule import LifecycleSchedule
 from openecr.backends.filesystem import FilesystemBlobDriver
 from openecr.backends.memory_blobs import MemoryBlobDriver
 from openecr.backends.memory_metadata import MemoryMetadataStore
+from openecr.backends.peer import PeerAddress, PeerDirectory
 from openecr.backends.sql import SqlMetadataStore
 from openecr.config import Config, ConfigError, from_env
 from openecr.ports.blobs import BlobDriver
@@ -41,6 +43,7 @@ from openecr.service.pull_time_exclusions import PullTimeExclusionService
 from openecr.service.pulls import PullRecorder
 from openecr.service.referrers import ReferrerService
 from openecr.service.registry import Registry, Settings
+from openecr.service.replication import ReplicationService, registry_policy_allows
 from openecr.service.repositories import RepositoryService
 from openecr.service.schema1_signing import Schema1Signer
 from openecr.service.signing import SigningService
@@ -60,6 +63,7 @@ class Runtime:
     pulls: PullRecorder
 
     def close(self) -> None:
+        self.registry.replication.stop()
         self.registry.lifecycle.close()
         self.pulls.close()
         self.metadata.close()
@@ -167,18 +171,38 @@ def build_runtime(config: Config) -> Runtime:
         create_on_push=config.create_on_push,
     )
     pulls = PullRecorder(metadata)
+    images = ImageService(
+        metadata,
+        lenient_manifests=config.lenient_manifests,
+        converter=ManifestConverter(metadata, blobs, load_schema1_key(config.data_dir)),
+        pulls=pulls if config.pull_times else None,
+    )
+    repositories = RepositoryService(metadata)
+    templates = CreationTemplateService(metadata)
+    peers = [
+        PeerAddress(p.registry_id, p.region, p.endpoint, p.access_key_id, p.secret_access_key)
+        for p in config.replication_peers
+    ]
+    replication = ReplicationService(
+        metadata,
+        blobs,
+        repositories,
+        templates,
+        # copies are written without push listeners: a replicated image is not replicated again
+        ImageService(metadata, lenient_manifests=config.lenient_manifests),
+        default_region=config.region,
+        allows=registry_policy_allows(metadata),
+        peers=PeerDirectory(peers, config.replication_chunk),
+        lease_seconds=config.replication_lease,
+    )
+    images.on_push(replication.on_push)
     registry = Registry(
         settings=settings,
-        repositories=RepositoryService(metadata),
-        images=ImageService(
-            metadata,
-            lenient_manifests=config.lenient_manifests,
-            converter=ManifestConverter(metadata, blobs, load_schema1_key(config.data_dir)),
-            pulls=pulls if config.pull_times else None,
-        ),
+        repositories=repositories,
+        images=images,
         blobs=BlobService(metadata, blobs),
         tokens=TokenService(load_secret(config.data_dir)),
-        templates=CreationTemplateService(metadata),
+        templates=templates,
         exclusions=PullTimeExclusionService(metadata),
         account_settings=AccountSettingsService(metadata),
         signing=SigningService(metadata),
@@ -188,6 +212,7 @@ def build_runtime(config: Config) -> Runtime:
             ImageService(metadata),
             executor=ThreadPoolExecutor(1, thread_name_prefix="lifecycle-preview"),
         ),
+        replication=replication,
     )
     return Runtime(config, registry, blobs, metadata, pulls)
 
@@ -206,6 +231,8 @@ def build_app(runtime: Runtime) -> ASGIApp:
         )
     regions.load()
     app = create_app(runtime.registry, authenticate)
+    replication = runtime.registry.replication
+    app = Background(app, replication.start, replication.stop)
     return LifecycleSchedule(app, runtime.registry.lifecycle.run, runtime.config.lifecycle_interval)
 
 

@@ -19,6 +19,9 @@ Environment variables (each overridden by the matching ``openecr serve`` option)
                                 ``debug`` or ``trace``
 ``OPENECR_LIFECYCLE_INTERVAL``  seconds between lifecycle policy runs (default 3600; 0: off)
 ``OPENECR_PULL_TIMES``          ``0`` to record no pull times (default ``1``)
+``OPENECR_REPLICATION_PEERS``   a TOML file of the other openecr servers replication reaches
+``OPENECR_REPLICATION_LEASE``   seconds a replication worker holds a task without progress (60)
+``OPENECR_REPLICATION_CHUNK``   bytes each upload request to a replication peer carries (8 MiB)
 ==============================  ==========================================================
 
 ``Config.environ`` is the inverse of ``from_env``: ``openecr serve --workers N`` hands its
@@ -50,6 +53,17 @@ class Credential:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicationPeer:
+    """A registry (account, region) served by another openecr, and how to reach it."""
+
+    registry_id: str
+    region: str
+    endpoint: str
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     data_dir: Path = Path(".openecr")
     database_url: str | None = None
@@ -65,6 +79,10 @@ class Config:
     log_level: str = "info"
     lifecycle_interval: float = 3600.0
     pull_times: bool = True
+    replication_peers_file: Path | None = None
+    replication_peers: tuple[ReplicationPeer, ...] = field(default=())
+    replication_lease: float = 60.0
+    replication_chunk: int = 8 * 1024 * 1024
 
     @property
     def metadata_url(self) -> str:
@@ -99,6 +117,16 @@ class Config:
                 "the lifecycle interval (--lifecycle-interval, OPENECR_LIFECYCLE_INTERVAL) must "
                 f"be 0 (off) or more seconds, not {self.lifecycle_interval}"
             )
+        if not self.replication_lease > 0:
+            raise ConfigError(
+                "the replication lease (--replication-lease, OPENECR_REPLICATION_LEASE) must "
+                f"be more than 0 seconds, not {self.replication_lease}"
+            )
+        if self.replication_chunk < 1:
+            raise ConfigError(
+                "the replication chunk (--replication-chunk, OPENECR_REPLICATION_CHUNK) must "
+                f"be 1 byte or more, not {self.replication_chunk}"
+            )
         return self
 
     def environ(self) -> dict[str, str | None]:
@@ -124,6 +152,13 @@ class Config:
             "OPENECR_LOG_LEVEL": self.log_level,
             "OPENECR_LIFECYCLE_INTERVAL": repr(self.lifecycle_interval),
             "OPENECR_PULL_TIMES": flag(self.pull_times),
+            "OPENECR_REPLICATION_PEERS": (
+                None
+                if self.replication_peers_file is None
+                else str(self.replication_peers_file.absolute())
+            ),
+            "OPENECR_REPLICATION_LEASE": repr(self.replication_lease),
+            "OPENECR_REPLICATION_CHUNK": str(self.replication_chunk),
         }
 
 
@@ -164,6 +199,45 @@ def load_credentials(path: Path) -> tuple[Credential, ...]:
         if any(c.access_key_id == key for c in found):
             raise ConfigError(f"{path}: access key {key!r} appears more than once")
         found.append(cred)
+    return tuple(found)
+
+
+def load_replication_peers(path: Path) -> tuple[ReplicationPeer, ...]:
+    """Read a TOML peers file: ``[[peers]]`` tables with ``registry_id``, ``region``,
+    ``endpoint`` (``http(s)://host:port``) and, for a peer with authentication on,
+    ``access_key_id`` and ``secret_access_key`` (of a key acting in ``registry_id``)."""
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"cannot read replication peers file {path}: {error}") from error
+    entries = doc.get("peers")
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: expected [[peers]] tables")
+    found: list[ReplicationPeer] = []
+    for i, entry in enumerate(entries):
+        try:
+            peer = ReplicationPeer(
+                str(entry["registry_id"]),
+                str(entry["region"]),
+                str(entry["endpoint"]).rstrip("/"),
+                entry.get("access_key_id"),
+                entry.get("secret_access_key"),
+            )
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ConfigError(f"{path}: peers[{i}] lacks {error}") from error
+        if not is_registry_id(peer.registry_id):
+            raise ConfigError(f"{path}: peers[{i}].registry_id must be 12 digits")
+        if not peer.endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"{path}: peers[{i}].endpoint must be an http(s):// URL")
+        if (peer.access_key_id is None) != (peer.secret_access_key is None):
+            raise ConfigError(
+                f"{path}: peers[{i}] needs both access_key_id and secret_access_key, or neither"
+            )
+        if any((p.registry_id, p.region) == (peer.registry_id, peer.region) for p in found):
+            raise ConfigError(
+                f"{path}: registry {peer.registry_id} in {peer.region} appears more than once"
+            )
+        found.append(peer)
     return tuple(found)
 
 
@@ -209,6 +283,24 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Confi
                 "OPENECR_LIFECYCLE_INTERVAL must be a number of seconds, not "
                 f"{env['OPENECR_LIFECYCLE_INTERVAL']!r}"
             ) from error
+    if env.get("OPENECR_REPLICATION_PEERS"):
+        values["replication_peers_file"] = Path(env["OPENECR_REPLICATION_PEERS"])
+    if env.get("OPENECR_REPLICATION_LEASE"):
+        try:
+            values["replication_lease"] = float(env["OPENECR_REPLICATION_LEASE"])
+        except ValueError as error:
+            raise ConfigError(
+                "OPENECR_REPLICATION_LEASE must be a number of seconds, not "
+                f"{env['OPENECR_REPLICATION_LEASE']!r}"
+            ) from error
+    if env.get("OPENECR_REPLICATION_CHUNK"):
+        try:
+            values["replication_chunk"] = int(env["OPENECR_REPLICATION_CHUNK"])
+        except ValueError as error:
+            raise ConfigError(
+                "OPENECR_REPLICATION_CHUNK must be a whole number of bytes, not "
+                f"{env['OPENECR_REPLICATION_CHUNK']!r}"
+            ) from error
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values.get("data_dir") is not None:
         values["data_dir"] = Path(str(values["data_dir"]))
@@ -216,4 +308,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Confi
         path = Path(str(values["credentials_file"]))
         values["credentials_file"] = path
         values["credentials"] = load_credentials(path)
+    if values.get("replication_peers_file") is not None:
+        path = Path(str(values["replication_peers_file"]))
+        values["replication_peers_file"] = path
+        values["replication_peers"] = load_replication_peers(path)
     return Config(**values).validate()  # type: ignore[arg-type]

@@ -81,6 +81,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="do not record images' lastRecordedPullTime (pulls write nothing)",
     )
+    parser.add_argument(
+        "--replication-peers",
+        help="TOML file mapping (account, region) registries served by other openecr servers "
+        "to their endpoint and credentials, for replication",
+    )
+    parser.add_argument(
+        "--replication-lease",
+        type=float,
+        help="seconds a replication worker holds a task without progress before another "
+        "worker (or this server restarted) takes it over (60)",
+    )
+    parser.add_argument(
+        "--replication-chunk",
+        type=int,
+        help="bytes each upload request to a replication peer carries (8388608)",
+    )
 
 
 def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Config:
@@ -101,6 +117,9 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = N
         log_level=args.log_level,
         lifecycle_interval=args.lifecycle_interval,
         pull_times=args.pull_times,
+        replication_peers_file=args.replication_peers,
+        replication_lease=args.replication_lease,
+        replication_chunk=args.replication_chunk,
     )
 
 

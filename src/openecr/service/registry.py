@@ -12,6 +12,7 @@ from openecr.service.images import ImageService
 from openecr.service.lifecycle import LifecycleService
 from openecr.service.pull_time_exclusions import PullTimeExclusionService
 from openecr.service.referrers import ReferrerService
+from openecr.service.replication import ReplicationService
 from openecr.service.repositories import RepositoryService
 from openecr.service.signing import SigningService
 from openecr.service.tokens import TokenService
@@ -46,6 +47,7 @@ class Registry:
     signing: SigningService
     referrers: ReferrerService
     lifecycle: LifecycleService
+    replication: ReplicationService
 
     def registry_host(self, account: str, request_host: str, region: str | None = None) -> str:
         """Where docker reaches ``account``'s registry in ``region`` (default: the default

@@ -506,9 +506,11 @@ OPERATIONS: dict[str, Callable[[Call], Doc]] = {
 
 # the control plane's operations, each area in its own module (imported last: they use Call)
 from openecr.api.ecr.lifecycle_operations import LIFECYCLE_OPERATIONS  # noqa: E402
+from openecr.api.ecr.replication_operations import REPLICATION_OPERATIONS  # noqa: E402
 from openecr.api.ecr.settings_operations import SETTINGS_OPERATIONS  # noqa: E402
 from openecr.api.ecr.templates_operations import TEMPLATES_OPERATIONS  # noqa: E402
 
 OPERATIONS.update(TEMPLATES_OPERATIONS)
 OPERATIONS.update(SETTINGS_OPERATIONS)
 OPERATIONS.update(LIFECYCLE_OPERATIONS)
+OPERATIONS.update(REPLICATION_OPERATIONS)

@@ -1,4 +1,4 @@
-"""ECR operations on registry settings: account settings, DescribeRegistry, the signing
+"""ECR operations on registry settings: account settings, the signing
 configuration and image signing status, and ListImageReferrers."""
 
 from __future__ import annotations
@@ -24,12 +24,6 @@ def put_account_setting(call: Call) -> Doc:
     p = call.params
     value = call.registry.account_settings.put(call.registry_id(), p["name"], p["value"])
     return {"name": p["name"], "value": value}
-
-
-def describe_registry(call: Call) -> Doc:
-    """The registry's id and its replication configuration: openecr does not replicate, so
-    the rules are always empty."""
-    return {"registryId": account_of(call.registry_id()), "replicationConfiguration": {"rules": []}}
 
 
 def put_signing_configuration(call: Call) -> Doc:
@@ -116,7 +110,6 @@ def list_image_referrers(call: Call) -> Doc:
 SETTINGS_OPERATIONS: dict[str, Callable[[Call], Doc]] = {
     "DeleteSigningConfiguration": delete_signing_configuration,
     "DescribeImageSigningStatus": describe_image_signing_status,
-    "DescribeRegistry": describe_registry,
     "GetAccountSetting": get_account_setting,
     "GetSigningConfiguration": get_signing_configuration,
     "ListImageReferrers": list_image_referrers,
