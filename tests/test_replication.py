@@ -85,7 +85,8 @@ def _put_registry_policy(server: Server, registry_key: str, policy: dict[str, An
     store = open_metadata(f"sqlite:///{server.data_dir / 'metadata.db'}")
     try:
         with store.write() as tx:
-            tx.put_document(registry_key, "registry-policy", "", json.dumps(policy))
+            body = json.dumps({"text": json.dumps(policy)})
+            tx.put_document(registry_key, "registry-policy", "policy", body)
     finally:
         store.close()
 
@@ -398,3 +399,94 @@ def test_replication_status_errors(server: Server) -> None:
         imageId={"imageDigest": "sha256:nothex"},
     )
     assert code == "InvalidParameterException"
+
+
+def test_v2_pushes_replicate_an_oci_index_its_children_and_referrers(
+    make_server: ServerFactory,
+) -> None:
+    import httpx
+
+    server = make_server()
+    east = server.client()
+    _configure(east, {"destinations": [_dest("eu-west-1")]})
+    east.create_repository(repositoryName="oci/app")
+    index_type = "application/vnd.oci.image.index.v1+json"
+    manifest_type = "application/vnd.oci.image.manifest.v1+json"
+    west_host = {"Host": f"{ACCOUNT}.dkr.ecr.eu-west-1.localhost"}
+    with httpx.Client(base_url=server.endpoint) as v2:
+
+        def blob(data: bytes) -> dict[str, Any]:
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            answer = v2.post(f"/v2/oci/app/blobs/uploads/?digest={digest}", content=data)
+            assert answer.status_code == 201, answer.text
+            return {"mediaType": "application/octet-stream", "digest": digest, "size": len(data)}
+
+        def put(reference: str, doc: dict[str, Any], media_type: str) -> tuple[bytes, str]:
+            raw = json.dumps(doc).encode()
+            answer = v2.put(
+                f"/v2/oci/app/manifests/{reference}",
+                content=raw,
+                headers={"Content-Type": media_type},
+            )
+            assert answer.status_code == 201, answer.text
+            return raw, answer.headers["Docker-Content-Digest"]
+
+        children = []
+        for arch in ("amd64", "arm64"):
+            config = {
+                **blob(arch.encode()),
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+            }
+            layer = blob(f"layer of {arch}".encode())
+            doc = {
+                "schemaVersion": 2,
+                "mediaType": manifest_type,
+                "config": config,
+                "layers": [layer],
+            }
+            raw, digest = put(
+                "sha256:" + hashlib.sha256(json.dumps(doc).encode()).hexdigest(), doc, manifest_type
+            )
+            children.append((raw, digest, arch))
+        index_doc = {
+            "schemaVersion": 2,
+            "mediaType": index_type,
+            "manifests": [
+                {
+                    "mediaType": manifest_type,
+                    "digest": digest,
+                    "size": len(raw),
+                    "platform": {"architecture": arch, "os": "linux"},
+                }
+                for raw, digest, arch in children
+            ],
+        }
+        index, index_digest = put("v1", index_doc, index_type)
+        empty = {**blob(b"{}"), "mediaType": "application/vnd.oci.empty.v1+json"}
+        signature_doc = {
+            "schemaVersion": 2,
+            "mediaType": manifest_type,
+            "artifactType": "application/vnd.example.signature",
+            "config": empty,
+            "layers": [blob(b"signature")],
+            "subject": {"mediaType": index_type, "digest": index_digest, "size": len(index)},
+        }
+        _, signature_digest = put(
+            "sha256:" + hashlib.sha256(json.dumps(signature_doc).encode()).hexdigest(),
+            signature_doc,
+            manifest_type,
+        )
+        _settled(east, "oci/app", index_digest)
+        _settled(east, "oci/app", signature_digest)
+        got = v2.get("/v2/oci/app/manifests/v1", headers={**west_host, "Accept": index_type})
+        assert got.status_code == 200 and got.content == index
+        for raw, digest, _ in children:
+            child = v2.get(
+                f"/v2/oci/app/manifests/{digest}", headers={**west_host, "Accept": manifest_type}
+            )
+            assert child.content == raw
+            layer_digest = json.loads(raw)["layers"][0]["digest"]
+            assert v2.get(f"/v2/oci/app/blobs/{layer_digest}", headers=west_host).status_code == 200
+        referrers = v2.get(f"/v2/oci/app/referrers/{index_digest}", headers=west_host).json()
+        assert [m["digest"] for m in referrers["manifests"]] == [signature_digest]
+        assert v2.get("/v2/oci/app/tags/list", headers=west_host).json()["tags"] == ["v1"]

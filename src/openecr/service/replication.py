@@ -64,7 +64,8 @@ log = logging.getLogger("openecr.replication")
 CONFIG_KIND = "replication-configuration"
 STATUS_KIND = "replication-status"
 TASK_KIND = "replication-task"
-REGISTRY_POLICY_KIND = "registry-policy"
+REGISTRY_POLICY_KIND = "registry-policy"  # registry document, key "policy": {"text": <policy>}
+REGISTRY_POLICY_KEY = "policy"
 QUEUE = "~replication"  # the queue's "registry": not a registry key (those start with digits)
 MAX_ATTEMPTS = 10  # tries of a destination that is unavailable before it is FAILED
 MAX_BACKOFF = 300.0  # seconds
@@ -222,19 +223,18 @@ def policy_allows(policy: dict[str, Any], principal_arn: str, action: str) -> bo
 
 def registry_policy_allows(meta: MetadataStore) -> Allows:
     """The permission check over the registry policy stored as the destination registry's
-    ``registry-policy`` document (the policy text, or ``{"policyText": ...}`` /
-    ``{"text": ...}`` around it): no policy allows nothing."""
+    ``registry-policy`` document (``{"text": <policy>}``, as the registry policy operations
+    store it): no policy allows nothing."""
 
     def allows(registry: str, principal_arn: str, actions: Sequence[str]) -> bool:
         with meta.read() as tx:
-            body = tx.get_document(registry, REGISTRY_POLICY_KIND, "")
+            body = tx.get_document(registry, REGISTRY_POLICY_KIND, REGISTRY_POLICY_KEY)
         if body is None:
             return False
         try:
             doc = json.loads(body)
-            for wrapper in ("policyText", "text"):
-                if isinstance(doc, dict) and isinstance(doc.get(wrapper), str):
-                    doc = json.loads(doc[wrapper])
+            if isinstance(doc, dict) and isinstance(doc.get("text"), str):
+                doc = json.loads(doc["text"])
         except ValueError:
             return False
         return isinstance(doc, dict) and all(policy_allows(doc, principal_arn, a) for a in actions)
