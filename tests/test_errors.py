@@ -127,6 +127,8 @@ WIRE: dict[str, tuple[str, int, str, int]] = {
         "NAME_UNKNOWN",
         404,
     ),
+    "ScanNotFound": ("ScanNotFoundException", 400, "NAME_UNKNOWN", 404),
+    "UnsupportedImageType": ("UnsupportedImageTypeException", 400, "UNSUPPORTED", 400),
 }
 
 # The statuses the OCI distribution spec (and docker/distribution, for its extra codes) pairs

@@ -45,9 +45,11 @@ from openecr.service.referrers import ReferrerService
 from openecr.service.registry import Registry, Settings
 from openecr.service.replication import ReplicationService, registry_policy_allows
 from openecr.service.repositories import RepositoryService
+from openecr.service.scanning import ScanningService
 from openecr.service.schema1_signing import Schema1Signer
 from openecr.service.signing import SigningService
 from openecr.service.tokens import TokenService
+from openecr.service.vulnerability_db import VulnerabilityDatabase
 
 T = TypeVar("T")
 
@@ -65,6 +67,7 @@ class Runtime:
     def close(self) -> None:
         self.registry.replication.stop()
         self.registry.lifecycle.close()
+        self.registry.scanning.close()
         self.pulls.close()
         self.metadata.close()
 
@@ -196,6 +199,14 @@ def build_runtime(config: Config) -> Runtime:
         lease_seconds=config.replication_lease,
     )
     images.on_push(replication.on_push)
+    scanning = ScanningService(
+        metadata,
+        blobs,
+        None if config.vulnerability_db is None else VulnerabilityDatabase(config.vulnerability_db),
+        executor=ThreadPoolExecutor(1, thread_name_prefix="image-scan"),
+    )
+    images.on_push(scanning.pushed)
+    images.on_describe(scanning.annotate)
     registry = Registry(
         settings=settings,
         repositories=repositories,
@@ -213,6 +224,7 @@ def build_runtime(config: Config) -> Runtime:
             executor=ThreadPoolExecutor(1, thread_name_prefix="lifecycle-preview"),
         ),
         replication=replication,
+        scanning=scanning,
     )
     return Runtime(config, registry, blobs, metadata, pulls)
 

@@ -22,6 +22,8 @@ Environment variables (each overridden by the matching ``openecr serve`` option)
 ``OPENECR_REPLICATION_PEERS``   a TOML file of the other openecr servers replication reaches
 ``OPENECR_REPLICATION_LEASE``   seconds a replication worker holds a task without progress (60)
 ``OPENECR_REPLICATION_CHUNK``   bytes each upload request to a replication peer carries (8 MiB)
+``OPENECR_VULNERABILITY_DB``    a directory of OSV JSON records that image scans match
+                                packages against (default: none; scans end FAILED)
 ==============================  ==========================================================
 
 ``Config.environ`` is the inverse of ``from_env``: ``openecr serve --workers N`` hands its
@@ -83,6 +85,7 @@ class Config:
     replication_peers: tuple[ReplicationPeer, ...] = field(default=())
     replication_lease: float = 60.0
     replication_chunk: int = 8 * 1024 * 1024
+    vulnerability_db: Path | None = None
 
     @property
     def metadata_url(self) -> str:
@@ -127,6 +130,11 @@ class Config:
                 "the replication chunk (--replication-chunk, OPENECR_REPLICATION_CHUNK) must "
                 f"be 1 byte or more, not {self.replication_chunk}"
             )
+        if self.vulnerability_db is not None and not self.vulnerability_db.is_dir():
+            raise ConfigError(
+                "the vulnerability database (--vulnerability-db, OPENECR_VULNERABILITY_DB) must "
+                f"be a directory of OSV JSON records: {self.vulnerability_db} is not a directory"
+            )
         return self
 
     def environ(self) -> dict[str, str | None]:
@@ -159,6 +167,9 @@ class Config:
             ),
             "OPENECR_REPLICATION_LEASE": repr(self.replication_lease),
             "OPENECR_REPLICATION_CHUNK": str(self.replication_chunk),
+            "OPENECR_VULNERABILITY_DB": (
+                None if self.vulnerability_db is None else str(self.vulnerability_db.absolute())
+            ),
         }
 
 
@@ -301,7 +312,11 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Confi
                 "OPENECR_REPLICATION_CHUNK must be a whole number of bytes, not "
                 f"{env['OPENECR_REPLICATION_CHUNK']!r}"
             ) from error
+    if env.get("OPENECR_VULNERABILITY_DB"):
+        values["vulnerability_db"] = Path(env["OPENECR_VULNERABILITY_DB"])
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if values.get("vulnerability_db") is not None:
+        values["vulnerability_db"] = Path(str(values["vulnerability_db"]))
     if values.get("data_dir") is not None:
         values["data_dir"] = Path(str(values["data_dir"]))
     if values.get("credentials_file") is not None:

@@ -61,6 +61,9 @@ Tree (indentation is inheritance)::
       InvalidParameter > LifecyclePolicyInvalid        InvalidParameterException / UNSUPPORTED
       NotFound > LifecyclePolicyNotFound               LifecyclePolicyNotFoundException
       NotFound > LifecyclePolicyPreviewNotFound        LifecyclePolicyPreviewNotFoundException
+    (image scanning)
+      NotFound > ScanNotFound                          ScanNotFoundException / NAME_UNKNOWN (404)
+      UnsupportedImageType                             UnsupportedImageTypeException / UNSUPPORTED
 """
 
 from __future__ import annotations
@@ -525,3 +528,27 @@ class LifecyclePolicyPreviewNotFound(NotFound):
             f"Lifecycle policy preview does not exist for the repository with name '{name}' "
             f"in the registry with id '{registry_id}'"
         )
+
+
+# --- image scanning ---------------------------------------------------------------------------
+
+
+class ScanNotFound(NotFound):
+    """An image that was never scanned (no made-up result stands in for a scan)."""
+
+    ecr_type = "ScanNotFoundException"
+
+    def __init__(self, image_id: str, name: str, registry_id: str) -> None:
+        super().__init__(
+            f"Image scan does not exist for the image with '{image_id}' in the repository "
+            f"with name '{name}' in the registry with id '{registry_id}'"
+        )
+
+
+class UnsupportedImageType(OpenEcrError):
+    """An image that cannot be scanned at all (a manifest list or index: scan its images)."""
+
+    ecr_type = "UnsupportedImageTypeException"
+    ecr_status = 400
+    oci_code = OciCode.UNSUPPORTED
+    oci_status = 400

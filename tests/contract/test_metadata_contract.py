@@ -192,6 +192,23 @@ def test_set_tag_mutability_replaces_mode_and_filters(metadata_store: MetadataSt
     assert found.exclusion_filters == ()
 
 
+def test_set_scan_on_push_changes_only_that_repository(metadata_store: MetadataStore) -> None:
+    with metadata_store.write() as tx:
+        repo = new_repo(tx, "team/app")
+        other = new_repo(tx, "team/other")
+        tx.set_scan_on_push(repo.id, True)
+        tx.set_scan_on_push(repo.id + other.id + 100, True)  # no such repository: nothing
+    with metadata_store.read() as tx:
+        found = tx.get_repository(REGISTRY, "team/app")
+        assert tx.get_repository(REGISTRY, "team/other") == other
+    assert found is not None and found.scan_on_push
+    with metadata_store.write() as tx:
+        tx.set_scan_on_push(repo.id, False)
+    with metadata_store.read() as tx:
+        found = tx.get_repository(REGISTRY, "team/app")
+    assert found is not None and not found.scan_on_push
+
+
 def fill(tx: Transaction, repo_id: int) -> None:
     """Give a repository one of every kind of row."""
     index, child = push(tx, repo_id, "index", "child")

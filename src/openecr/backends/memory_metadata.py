@@ -179,6 +179,12 @@ class MemoryTransaction:
                 exclusion_filters=tuple(ExclusionFilter(f.filter, f.filter_type) for f in filters),
             )
 
+    def set_scan_on_push(self, repo_id: int, scan_on_push: bool) -> None:
+        state = self._writing()
+        repo = state.repositories.get(repo_id)
+        if repo is not None:
+            state.repositories[repo_id] = replace(repo, scan_on_push=bool(scan_on_push))
+
     def delete_repository(self, repo_id: int) -> None:
         state = self._writing()
         state.rows.pop(repo_id, None)

@@ -97,6 +97,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="bytes each upload request to a replication peer carries (8388608)",
     )
+    parser.add_argument(
+        "--vulnerability-db",
+        metavar="DIR",
+        help="directory of OSV JSON records (any depth) that image scans match OS packages "
+        "against; without one, scans end FAILED",
+    )
 
 
 def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Config:
@@ -120,6 +126,7 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = N
         replication_peers_file=args.replication_peers,
         replication_lease=args.replication_lease,
         replication_chunk=args.replication_chunk,
+        vulnerability_db=args.vulnerability_db,
     )
 
 

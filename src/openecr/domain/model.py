@@ -72,11 +72,25 @@ class ImageRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ScanSummary:
+    """An image's last scan as DescribeImages reports it (``imageScanStatus`` and, once the
+    scan completed, ``imageScanFindingsSummary``)."""
+
+    status: str  # IN_PROGRESS | COMPLETE | FAILED | UNSUPPORTED_IMAGE
+    description: str | None
+    completed_at: datetime | None = None
+    source_updated_at: datetime | None = None
+    severity_counts: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ImageView:
-    """An image with its tags, as listed or described."""
+    """An image with its tags, as listed or described (with its last scan, where the
+    scanning service annotated it)."""
 
     image: ImageRecord
     tags: tuple[str, ...] = field(default_factory=tuple)
+    scan: ScanSummary | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,10 @@ class Transaction(Protocol):
         self, repo_id: int, mutability: TagMutability, filters: Sequence[ExclusionFilter]
     ) -> None: ...
 
+    def set_scan_on_push(self, repo_id: int, scan_on_push: bool) -> None:
+        """Set the repository's ``imageScanningConfiguration.scanOnPush`` (absent: nothing)."""
+        ...
+
     def delete_repository(self, repo_id: int) -> None:
         """Delete the repository with its images, tags, links, uploads and resource tags."""
         ...

@@ -222,6 +222,9 @@ class PutResult:
 
 
 PushListener = Callable[[PutResult], None]
+# Adds what other services know of described images (their last scan) to DescribeImages' views,
+# inside its read transaction.
+DescribeAnnotator = Callable[[Transaction, Repository, list[ImageView]], list[ImageView]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,12 +289,25 @@ class ImageService:
         self.converter = converter
         self.pulls = pulls
         self.push_listeners: list[PushListener] = []
+        self.describe_annotators: list[DescribeAnnotator] = []
 
     def on_push(self, listener: PushListener) -> None:
         """Call ``listener`` after every committed push (PutImage, /v2 manifest PUT), outside
         the transaction and in the pushing thread: it must be quick (enqueue work, do not do
         it). A listener's exception is logged and does not fail the push."""
         self.push_listeners.append(listener)
+
+    def on_describe(self, annotator: DescribeAnnotator) -> None:
+        """Let ``annotator`` complete the views DescribeImages returns (it reads through the
+        given transaction and returns the views, replaced where it adds something)."""
+        self.describe_annotators.append(annotator)
+
+    def _annotate(
+        self, tx: Transaction, repo: Repository, views: list[ImageView]
+    ) -> list[ImageView]:
+        for annotator in self.describe_annotators:
+            views = annotator(tx, repo, views)
+        return views
 
     def _pushed(self, result: PutResult) -> PutResult:
         for listener in self.push_listeners:
@@ -607,6 +623,9 @@ class ImageService:
                 view = ImageView(record, tuple(snapshot.tags_of(repo.id, record.digest)))
                 if all(v.image.digest != record.digest for v in views):
                     views.append(view)
+            if self.describe_annotators:
+                with self.meta.read() as tx:
+                    views = self._annotate(tx, repo, views)
             return repo, views, None
         views, next_token = self._page(registry_id, name, tag_status, token, max_results, status)
         return self._repo(registry_id, name), views, next_token
@@ -629,8 +648,10 @@ class ImageService:
         with self.meta.read() as tx:
             repo = require_repository(tx, registry_id, name)
             views = tx.list_images(repo.id, tag_status, after, limit + 1, _STATUS_CLASSES[status])
-        more = len(views) > limit
-        views = views[:limit]
+            more = len(views) > limit
+            views = views[:limit]
+            if self.describe_annotators:
+                views = self._annotate(tx, repo, views)
         return views, encode_token(views[-1].image.seq, "details") if more else None
 
     def update_storage_class(

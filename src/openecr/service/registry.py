@@ -14,6 +14,7 @@ from openecr.service.pull_time_exclusions import PullTimeExclusionService
 from openecr.service.referrers import ReferrerService
 from openecr.service.replication import ReplicationService
 from openecr.service.repositories import RepositoryService
+from openecr.service.scanning import ScanningService
 from openecr.service.signing import SigningService
 from openecr.service.tokens import TokenService
 
@@ -48,6 +49,7 @@ class Registry:
     referrers: ReferrerService
     lifecycle: LifecycleService
     replication: ReplicationService
+    scanning: ScanningService
 
     def registry_host(self, account: str, request_host: str, region: str | None = None) -> str:
         """Where docker reaches ``account``'s registry in ``region`` (default: the default

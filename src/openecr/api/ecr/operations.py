@@ -353,6 +353,8 @@ def describe_images(call: Call) -> Doc:
             detail["lastArchivedAt"] = _ts(image.last_archived_at)
         if image.last_activated_at is not None:
             detail["lastActivatedAt"] = _ts(image.last_activated_at)
+        if view.scan is not None:
+            detail.update(scan_details(view.scan))
         details.append(detail)
     doc: Doc = {"imageDetails": details}
     if token:
@@ -507,6 +509,7 @@ OPERATIONS: dict[str, Callable[[Call], Doc]] = {
 # the control plane's operations, each area in its own module (imported last: they use Call)
 from openecr.api.ecr.lifecycle_operations import LIFECYCLE_OPERATIONS  # noqa: E402
 from openecr.api.ecr.replication_operations import REPLICATION_OPERATIONS  # noqa: E402
+from openecr.api.ecr.scanning_operations import SCANNING_OPERATIONS, scan_details  # noqa: E402
 from openecr.api.ecr.settings_operations import SETTINGS_OPERATIONS  # noqa: E402
 from openecr.api.ecr.templates_operations import TEMPLATES_OPERATIONS  # noqa: E402
 
@@ -514,3 +517,4 @@ OPERATIONS.update(TEMPLATES_OPERATIONS)
 OPERATIONS.update(SETTINGS_OPERATIONS)
 OPERATIONS.update(LIFECYCLE_OPERATIONS)
 OPERATIONS.update(REPLICATION_OPERATIONS)
+OPERATIONS.update(SCANNING_OPERATIONS)

@@ -98,6 +98,13 @@ class SqlTransaction:
             .values(tag_mutability=mutability.value, exclusion_filters=filters_json(filters))
         )
 
+    def set_scan_on_push(self, repo_id: int, scan_on_push: bool) -> None:
+        self.conn.execute(
+            update(repositories)
+            .where(repositories.c.id == repo_id)
+            .values(scan_on_push=bool(scan_on_push))
+        )
+
     def delete_repository(self, repo_id: int) -> None:
         for table in (
             images,
