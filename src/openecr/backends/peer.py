@@ -64,6 +64,7 @@ class HttpPeer(PeerRegistry):
         )
         self._token: tuple[str, float] | None = None
         self._lock = threading.Lock()
+        self._repositories: set[str] = set()  # known to exist at the peer
 
     # --- the ECR API --------------------------------------------------------------------------
 
@@ -118,6 +119,12 @@ class HttpPeer(PeerRegistry):
             params["nextToken"] = page["nextToken"]
 
     def ensure_repository(self, name: str) -> None:
+        if name in self._repositories:
+            return
+        self._create_repository(name)
+        self._repositories.add(name)
+
+    def _create_repository(self, name: str) -> None:
         account = self.address.registry_id
         try:
             self._ecr("describe_repositories", registryId=account, repositoryNames=[name])
@@ -196,6 +203,9 @@ class HttpPeer(PeerRegistry):
             text = response.data[:500].decode(errors="replace")
             message = f"{method} {path}: HTTP {response.status} {text}"
             if response.status in _TRANSIENT:
+                raise PeerUnavailable(message)
+            if response.status == 404 and "NAME_UNKNOWN" in text:
+                self._repositories.clear()  # deleted at the peer: the retry creates it again
                 raise PeerUnavailable(message)
             raise PeerRefused(message)
         raise AssertionError("unreachable")

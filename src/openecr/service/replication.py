@@ -134,10 +134,6 @@ class Task:
             dict(doc.get("uploads") or {}),
         )
 
-    @property
-    def image_key(self) -> tuple[str, int, str, Destination]:
-        return (self.source, self.repository_id, self.digest, self.destination)
-
 
 def _status_key(repository_id: int, digest: str) -> str:
     return f"{repository_id}:{digest}"
@@ -148,12 +144,20 @@ def _dest_key(destination: Destination) -> str:
 
 
 def _set_status(
-    tx: Transaction, source: str, repo_id: int, digest: str, st: DestinationStatus
+    tx: Transaction, source: str, repo_id: int, digest: str, st: DestinationStatus, queued: int
 ) -> None:
+    """Record a destination's status of an image; ``queued`` (+1 on enqueue, -1 when a task
+    ends) counts its tasks still in the queue, kept with the status: a copy that completes
+    while a later one of the same image is queued leaves it IN_PROGRESS."""
     key = _status_key(repo_id, digest)
     body = tx.get_document(source, STATUS_KIND, key)
     doc: dict[str, Any] = json.loads(body) if body else {}
-    doc[_dest_key(st.destination)] = st.to_doc()
+    where = _dest_key(st.destination)
+    pending = max(0, int(doc.get(where, {}).get("queued", 0)) + queued)
+    if st.status is Status.COMPLETE and pending and where in doc:
+        doc[where]["queued"] = pending
+    else:
+        doc[where] = {**st.to_doc(), "queued": pending}
     tx.put_document(source, STATUS_KIND, key, json.dumps(doc, sort_keys=True))
 
 
@@ -362,6 +366,7 @@ class ReplicationService:
                     repo.id,
                     image.digest,
                     DestinationStatus(destination, Status.IN_PROGRESS),
+                    +1,
                 )
         self._wake.set()
 
@@ -452,12 +457,7 @@ class ReplicationService:
             if body is None or Task.from_json(task.key, body).owner != self.owner:
                 return  # another worker took it over: it reports
             tx.delete_document(QUEUE, TASK_KIND, task.key)
-            others = [Task.from_json(k, b) for k, b in tx.list_documents(QUEUE, TASK_KIND)]
-            if status.status is Status.COMPLETE and any(
-                t.image_key == task.image_key for t in others
-            ):
-                return  # a later push of the same image to this destination is still queued
-            _set_status(tx, task.source, task.repository_id, task.digest, status)
+            _set_status(tx, task.source, task.repository_id, task.digest, status, -1)
 
     def _retry(self, task: Task, reason: str) -> None:
         attempts = task.attempts + 1
@@ -616,7 +616,8 @@ class ReplicationService:
         uploads = dict(task.uploads)
         for image in images:
             for blob in image.blobs:
-                task = self._renew(task)
+                if self.clock() > task.lease_until - self.lease_seconds / 2:
+                    task = self._renew(task)
                 if peer.has_blob(name, blob.digest):
                     continue
 
