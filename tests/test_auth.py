@@ -532,6 +532,11 @@ BAD_FILES = [
      "credentials[0].secret_access_key is empty"),
     ("slash-in-key", ENTRY.replace("AKIAX", "AKIA/X").join(["[[credentials]]\n", ""]),
      "credentials[0].access_key_id must be non-empty"),
+    ("principal-of-another-account",
+     f'[[credentials]]\n{ENTRY}principal = "arn:aws:iam::222222222222:user/x"\n',
+     "credentials[0].principal must be an IAM root, user or role ARN"),
+    ("principal-not-an-arn", f'[[credentials]]\n{ENTRY}principal = "bob"\n',
+     "credentials[0].principal must be an IAM root, user or role ARN"),
     ("duplicate-key", f"[[credentials]]\n{ENTRY}[[credentials]]\n"
      + ENTRY.replace("111111111111", "222222222222"), "access key 'AKIAX' appears more than once"),
 ]  # fmt: skip

@@ -23,7 +23,19 @@ from openecr.domain.creation_templates import (
     prefix_matches,
 )
 
-POLICY = json.dumps({"Version": "2012-10-17", "Statement": []})
+POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "pull",
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::210987654321:root"},
+                "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            }
+        ],
+    }
+)
 LIFECYCLE = json.dumps(
     {
         "rules": [
@@ -217,6 +229,15 @@ def test_a_prefix_twice_is_template_already_exists(ecr: Any) -> None:
             "Invalid parameter at 'repositoryPolicy' failed to satisfy constraint: "
             "'Invalid repository policy provided'",
         ),
+        (  # a JSON object that is no IAM policy (no statement) is refused like SetRepositoryPolicy
+            {
+                "prefix": "team",
+                "appliedFor": ["REPLICATION"],
+                "repositoryPolicy": '{"Version": "2012-10-17", "Statement": []}',
+            },
+            "Invalid parameter at 'repositoryPolicy' failed to satisfy constraint: "
+            "'Invalid repository policy provided'",
+        ),
         (
             {"prefix": "team", "appliedFor": ["REPLICATION"], "lifecyclePolicy": "{}"},
             "Invalid parameter at 'lifecyclePolicy' failed to satisfy constraint: "
@@ -246,6 +267,7 @@ def test_a_prefix_twice_is_template_already_exists(ecr: Any) -> None:
         "aws-tag-key",
         "51-tags",
         "policy-not-json",
+        "policy-without-statements",
         "lifecycle-without-rules",
         "role-not-an-arn",
         "role-of-another-account",
@@ -458,6 +480,8 @@ def test_create_on_push_applies_the_matching_template(make_server: ServerFactory
     assert tags == [{"Key": "cost", "Value": "42"}, {"Key": "from", "Value": "team"}]
     policy, lifecycle = _documents(server, "team/web/app")
     assert policy is not None and json.loads(policy) == {"text": POLICY}
+    # the template's policy is the repository's policy, as GetRepositoryPolicy reads it
+    assert ecr.get_repository_policy(repositoryName="team/web/app")["policyText"] == POLICY
     assert lifecycle is not None
     stored = json.loads(lifecycle)
     assert stored["lifecyclePolicyText"] == LIFECYCLE

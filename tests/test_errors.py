@@ -129,6 +129,9 @@ WIRE: dict[str, tuple[str, int, str, int]] = {
     ),
     "ScanNotFound": ("ScanNotFoundException", 400, "NAME_UNKNOWN", 404),
     "UnsupportedImageType": ("UnsupportedImageTypeException", 400, "UNSUPPORTED", 400),
+    "RepositoryPolicyNotFound": ("RepositoryPolicyNotFoundException", 400, "NAME_UNKNOWN", 404),
+    "RegistryPolicyNotFound": ("RegistryPolicyNotFoundException", 400, "NAME_UNKNOWN", 404),
+    "PolicyTextInvalid": ("InvalidParameterException", 400, "UNSUPPORTED", 400),
 }
 
 # The statuses the OCI distribution spec (and docker/distribution, for its extra codes) pairs

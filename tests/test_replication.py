@@ -80,8 +80,9 @@ def _manifest(client: Any, repo: str, **image_id: str) -> bytes | None:
 
 
 def _put_registry_policy(server: Server, registry_key: str, policy: dict[str, Any]) -> None:
-    """The destination registry's policy, written to the store as a second process would
-    (the registry policy operations are not served yet)."""
+    """Another account's registry policy, written to the store as a second process would (in
+    open mode every caller is the default account, so PutRegistryPolicy cannot write it); the
+    policy service reads a bare policy document as well as its own ``{"text": ...}``."""
     store = open_metadata(f"sqlite:///{server.data_dir / 'metadata.db'}")
     try:
         with store.write() as tx:

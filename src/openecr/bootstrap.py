@@ -30,6 +30,7 @@ from openecr.backends.memory_metadata import MemoryMetadataStore
 from openecr.backends.peer import PeerAddress, PeerDirectory
 from openecr.backends.sql import SqlMetadataStore
 from openecr.config import Config, ConfigError, from_env
+from openecr.domain.registries import region_of
 from openecr.ports.blobs import BlobDriver
 from openecr.ports.metadata import MetadataStore
 from openecr.service.account_settings import AccountSettingsService
@@ -39,11 +40,12 @@ from openecr.service.conversion import ManifestConverter
 from openecr.service.creation_templates import CreationTemplateService
 from openecr.service.images import ImageService
 from openecr.service.lifecycle import LifecycleService
+from openecr.service.policies import PolicyService
 from openecr.service.pull_time_exclusions import PullTimeExclusionService
 from openecr.service.pulls import PullRecorder
 from openecr.service.referrers import ReferrerService
 from openecr.service.registry import Registry, Settings
-from openecr.service.replication import ReplicationService, registry_policy_allows
+from openecr.service.replication import ReplicationService
 from openecr.service.repositories import RepositoryService
 from openecr.service.scanning import ScanningService
 from openecr.service.schema1_signing import Schema1Signer
@@ -173,7 +175,9 @@ def build_runtime(config: Config) -> Runtime:
         authenticate=bool(config.credentials),
         create_on_push=config.create_on_push,
     )
-    pulls = PullRecorder(metadata)
+    exclusions = PullTimeExclusionService(metadata)
+    pulls = PullRecorder(metadata, excluded=exclusions.is_excluded)
+    policies = PolicyService(metadata)
     images = ImageService(
         metadata,
         lenient_manifests=config.lenient_manifests,
@@ -194,7 +198,10 @@ def build_runtime(config: Config) -> Runtime:
         # copies are written without push listeners: a replicated image is not replicated again
         ImageService(metadata, lenient_manifests=config.lenient_manifests),
         default_region=config.region,
-        allows=registry_policy_allows(metadata),
+        # cross-account copies: the destination's registry policy must allow the source
+        allows=lambda key, principal, actions: policies.registry_allows(
+            key, principal, actions, region=region_of(key, config.region)
+        ),
         peers=PeerDirectory(peers, config.replication_chunk),
         lease_seconds=config.replication_lease,
     )
@@ -214,7 +221,7 @@ def build_runtime(config: Config) -> Runtime:
         blobs=BlobService(metadata, blobs),
         tokens=TokenService(load_secret(config.data_dir)),
         templates=templates,
-        exclusions=PullTimeExclusionService(metadata),
+        exclusions=exclusions,
         account_settings=AccountSettingsService(metadata),
         signing=SigningService(metadata),
         referrers=ReferrerService(metadata),
@@ -225,6 +232,7 @@ def build_runtime(config: Config) -> Runtime:
         ),
         replication=replication,
         scanning=scanning,
+        policies=policies,
     )
     return Runtime(config, registry, blobs, metadata, pulls)
 
@@ -236,7 +244,7 @@ def build_app(runtime: Runtime) -> ASGIApp:
 
         authenticate = SigV4Authenticator(
             {
-                c.access_key_id: (c.secret_access_key, c.account_id)
+                c.access_key_id: (c.secret_access_key, c.principal_arn)
                 for c in runtime.config.credentials
             },
             region=runtime.config.region,

@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from openecr.domain.iam_policy import is_principal_arn, principal_account, root_arn
 from openecr.domain.names import is_registry_id
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -52,6 +53,11 @@ class Credential:
     access_key_id: str
     secret_access_key: str
     account_id: str
+    principal: str | None = None  # an IAM/STS ARN in the account; None: the account's root
+
+    @property
+    def principal_arn(self) -> str:
+        return self.principal or root_arn(self.account_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +185,8 @@ def _truthy(value: str | None) -> bool:
 
 def load_credentials(path: Path) -> tuple[Credential, ...]:
     """Read a TOML credentials file: ``[[credentials]]`` tables with ``access_key_id``,
-    ``secret_access_key`` and ``account_id``."""
+    ``secret_access_key`` and ``account_id``, and optionally ``principal`` (the key's IAM user
+    or role ARN in that account; default ``arn:aws:iam::<account_id>:root``)."""
     try:
         doc = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:
@@ -194,6 +201,7 @@ def load_credentials(path: Path) -> tuple[Credential, ...]:
                 str(entry["access_key_id"]),
                 str(entry["secret_access_key"]),
                 str(entry["account_id"]),
+                None if entry.get("principal") is None else str(entry["principal"]),
             )
         except (KeyError, TypeError) as error:
             raise ConfigError(f"{path}: credentials[{i}] lacks {error}") from error
@@ -204,6 +212,14 @@ def load_credentials(path: Path) -> tuple[Credential, ...]:
             raise ConfigError(
                 f"{path}: credentials[{i}].access_key_id must be non-empty, without '/', ',' "
                 "or spaces"
+            )
+        if cred.principal is not None and (
+            not is_principal_arn(cred.principal)
+            or principal_account(cred.principal) != cred.account_id
+        ):
+            raise ConfigError(
+                f"{path}: credentials[{i}].principal must be an IAM root, user or role ARN (or an "
+                f"STS assumed-role ARN) of account {cred.account_id}, not {cred.principal!r}"
             )
         if not cred.secret_access_key:
             raise ConfigError(f"{path}: credentials[{i}].secret_access_key is empty")

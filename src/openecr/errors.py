@@ -552,3 +552,33 @@ class UnsupportedImageType(OpenEcrError):
     ecr_status = 400
     oci_code = OciCode.UNSUPPORTED
     oci_status = 400
+
+
+class RepositoryPolicyNotFound(NotFound):
+    ecr_type = "RepositoryPolicyNotFoundException"
+
+    def __init__(self, name: str, registry_id: str) -> None:
+        super().__init__(
+            f"Repository policy does not exist for the repository with name '{name}' "
+            f"in the registry with id '{registry_id}'"
+        )
+
+
+class RegistryPolicyNotFound(NotFound):
+    ecr_type = "RegistryPolicyNotFoundException"
+
+    def __init__(self, registry_id: str) -> None:
+        super().__init__(f"Registry policy does not exist in the registry with id '{registry_id}'")
+
+
+class PolicyTextInvalid(InvalidParameter):
+    """A repository or registry policy ECR refuses (``what``: ``repository`` or ``registry``),
+    in ECR's words; ``reason`` says why (logged and documented, not sent: ECR does not say).
+    A construct openecr does not evaluate is named in the message instead."""
+
+    def __init__(self, what: str, reason: str, *, unsupported: bool = False) -> None:
+        constraint = reason if unsupported else f"Invalid {what} policy provided"
+        super().__init__(
+            f"Invalid parameter at 'PolicyText' failed to satisfy constraint: '{constraint}'"
+        )
+        self.reason = reason

@@ -24,13 +24,15 @@ from openecr.api.ecr import protocol
 from openecr.api.oci import OciApp
 from openecr.api.sigv4 import request_region
 from openecr.domain.digest import Digest
+from openecr.domain.iam_policy import principal_account
 from openecr.errors import AccessDenied, OpenEcrError, RequestTooLarge, UnknownOperation
 from openecr.service.registry import Caller, Registry
 
 log = logging.getLogger("openecr.http")
 
-# (method, path, query string, headers, body) -> the caller's account; raises AuthError.
-# Without one (no credentials configured), every request acts in the default account.
+# (method, path, query string, headers, body) -> the caller's principal ARN (an IAM or STS ARN,
+# whose account the request acts in); raises AuthError. Without one (no credentials configured),
+# every request is the default account's root.
 Authenticator = Callable[[str, str, str, Mapping[str, str], bytes], str]
 
 
@@ -99,11 +101,12 @@ class EcrEndpoint:
         registry = self.registry
         try:
             body = await _read_body(receive, headers.get("content-length"), protocol.MAX_BODY)
+            principal: str | None = None
             if self.authenticate is None:
                 account = registry.settings.default_account
             else:
                 # off the event loop: checking a signature hashes the whole body (up to 32 MiB)
-                account = await anyio.to_thread.run_sync(
+                principal = await anyio.to_thread.run_sync(
                     self.authenticate,
                     scope["method"],
                     scope["path"],
@@ -111,6 +114,7 @@ class EcrEndpoint:
                     headers,
                     body,
                 )
+                account = principal_account(principal)
             # after the signature check, whose errors come first (it checks the region too)
             region = request_region(headers, registry.settings.region)
         except _Disconnected:
@@ -123,6 +127,7 @@ class EcrEndpoint:
             host=headers.get("host", "localhost"),
             scheme=scope.get("scheme", "http"),
             region=region,
+            principal=principal,
         )
         target = headers.get("x-amz-target")
         if protocol.runs_inline(target):

@@ -209,8 +209,9 @@ class _Verifier(SigV4Auth):
 class SigV4Authenticator:
     """An :data:`openecr.api.http.Authenticator` checking AWS Signature Version 4.
 
-    ``keys`` maps an access key id to its ``(secret access key, account id)``; a request
-    signed with a key acts in that key's account.
+    ``keys`` maps an access key id to its ``(secret access key, principal ARN)``; a request
+    signed with a key is made by that principal, in its account. Calling it returns the
+    principal ARN.
     """
 
     def __init__(
@@ -249,7 +250,7 @@ class SigV4Authenticator:
         self._check_scope(auth)
         self._check_time(auth.timestamp)
         try:
-            secret, account = self._keys[auth.access_key]
+            secret, principal = self._keys[auth.access_key]
         except KeyError:
             raise UnrecognizedClient(UNKNOWN_KEY) from None
         declared = headers.get("x-amz-content-sha256")
@@ -260,7 +261,7 @@ class SigV4Authenticator:
         expected = self._signature(auth, secret, method, path, query, headers, body)
         if not hmac.compare_digest(expected.encode(), auth.signature.encode(errors="replace")):
             raise InvalidSignature(MISMATCH)
-        return account
+        return principal
 
     def _check_scope(self, auth: SignedRequestHeader) -> None:
         if auth.date != auth.timestamp[:8]:

@@ -61,7 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="create a missing repository when an image is pushed to it over /v2",
     )
     parser.add_argument(
-        "--credentials", help="TOML file of access keys; turns on SigV4 and token checks"
+        "--credentials",
+        help=(
+            "TOML file of access keys (and their principals); turns on SigV4 and token checks "
+            "and enforces repository and registry policies"
+        ),
     )
     parser.add_argument(
         "--workers",

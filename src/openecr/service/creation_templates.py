@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -14,6 +15,7 @@ from openecr.domain.creation_templates import (
     choose_template,
     normalize_prefix,
 )
+from openecr.domain.iam_policy import PolicyInvalid, UnsupportedPolicy, parse_policy
 from openecr.domain.model import ExclusionFilter, TagMutability
 from openecr.domain.registries import account_of
 from openecr.errors import (
@@ -31,6 +33,8 @@ from openecr.service.repositories import (
     check_mutability,
     check_resource_tags,
 )
+
+log = logging.getLogger("openecr.templates")
 
 KIND = "creation-template"
 REPOSITORY_POLICY = "repository-policy"  # repository document: {"text": <policy>}
@@ -78,6 +82,19 @@ def _check_json_object(field: str, text: str, what: str) -> None:
         raise InvalidParameter.constraint(field, f"Invalid {what} provided")
 
 
+def _check_repository_policy(text: str) -> None:
+    """A template's repository policy is checked as SetRepositoryPolicy checks one (it becomes
+    the policy of the repositories the template creates)."""
+    try:
+        parse_policy(text)
+    except UnsupportedPolicy as error:
+        raise InvalidParameter.constraint("repositoryPolicy", str(error)) from None
+    except PolicyInvalid:
+        raise InvalidParameter.constraint(
+            "repositoryPolicy", "Invalid repository policy provided"
+        ) from None
+
+
 def _text(value: str | None, current: str | None) -> str | None:
     if value is None:
         return current
@@ -121,7 +138,7 @@ class CreationTemplateService:
             tags = _check_tags(spec.resource_tags)
         repository_policy = _text(spec.repository_policy, base.repository_policy)
         if spec.repository_policy:
-            _check_json_object("repositoryPolicy", spec.repository_policy, "repository policy")
+            _check_repository_policy(spec.repository_policy)
         lifecycle_policy = _text(spec.lifecycle_policy, base.lifecycle_policy)
         if spec.lifecycle_policy:
             _check_json_object("lifecyclePolicy", spec.lifecycle_policy, "lifecycle policy")
@@ -219,7 +236,13 @@ class CreationTemplateService:
             return NewRepository(name=name)
         documents: list[tuple[str, str]] = []
         if template.repository_policy:
-            documents.append((REPOSITORY_POLICY, json.dumps({"text": template.repository_policy})))
+            try:  # a template stored before policies were validated may hold an invalid one
+                parse_policy(template.repository_policy)
+            except PolicyInvalid:
+                log.warning("template %r: its repository policy is invalid, not applied", name)
+            else:
+                policy = json.dumps({"text": template.repository_policy})
+                documents.append((REPOSITORY_POLICY, policy))
         if template.lifecycle_policy:
             body = {"lifecyclePolicyText": template.lifecycle_policy, "registeredAt": self._now()}
             documents.append((LIFECYCLE_POLICY, json.dumps(body)))

@@ -476,8 +476,10 @@ class ImageService:
         name: str,
         image_ids: Sequence[ImageId],
         accepted: Sequence[str] | None,
+        principal: str | None = None,
     ) -> GetResult:
         """ECR's BatchGetImage: results and failures in request order, identical ones once.
+        The pull is recorded as ``principal``'s (pull-time exclusions name principals).
 
         By tag: one result under that tag. By digest: one result per tag of the image (one
         without a tag when untagged). The stored manifest is served when ``accepted`` is None
@@ -520,7 +522,7 @@ class ImageService:
                     seen.add((record.digest, tag))
                     images.append(ResolvedImage(record, tag, *served))
         if pulled and self.pulls is not None:
-            self.pulls.note(pulled)
+            self.pulls.note(pulled, registry_id, principal)
         return GetResult(repo, images, failures)
 
     def _serve(
@@ -687,10 +689,17 @@ class ImageService:
     # --- the registry (OCI Distribution) side ---------------------------------------------------
 
     def lookup(
-        self, registry_id: str, name: str, reference: ImageId, *, pull: bool = False
+        self,
+        registry_id: str,
+        name: str,
+        reference: ImageId,
+        *,
+        pull: bool = False,
+        principal: str | None = None,
     ) -> ImageRecord:
         """The image a tag or digest names (a /v2 pull), in one read (the store's joined
-        lookup): it is the hottest path of a pull. With ``pull`` the pull's time is recorded.
+        lookup): it is the hottest path of a pull. With ``pull`` the pull's time is recorded
+        as ``principal``'s (pull-time exclusions name principals).
         Raises RepositoryNotFound, ImageNotFound, ImageArchived."""
         with self.meta.read() as tx:
             repo_id, record = tx.lookup_image(registry_id, name, reference.tag, reference.digest)
@@ -701,7 +710,7 @@ class ImageService:
         if record.storage_class == ARCHIVE:
             raise ImageArchived(REASON_ARCHIVED)
         if pull and self.pulls is not None:
-            self.pulls.note((record,))
+            self.pulls.note((record,), registry_id, principal)
         return record
 
     @staticmethod

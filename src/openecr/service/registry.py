@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from openecr.domain.iam_policy import root_arn
 from openecr.domain.registries import registry_key
 from openecr.service.account_settings import AccountSettingsService
 from openecr.service.blobs import BlobService
 from openecr.service.creation_templates import CreationTemplateService
 from openecr.service.images import ImageService
 from openecr.service.lifecycle import LifecycleService
+from openecr.service.policies import PolicyService
 from openecr.service.pull_time_exclusions import PullTimeExclusionService
 from openecr.service.referrers import ReferrerService
 from openecr.service.replication import ReplicationService
@@ -50,6 +52,7 @@ class Registry:
     lifecycle: LifecycleService
     replication: ReplicationService
     scanning: ScanningService
+    policies: PolicyService
 
     def registry_host(self, account: str, request_host: str, region: str | None = None) -> str:
         """Where docker reaches ``account``'s registry in ``region`` (default: the default
@@ -68,3 +71,9 @@ class Caller:
     host: str  # the Host the request arrived on
     scheme: str = "http"
     region: str | None = None  # the request's region; None: the default region
+    principal: str | None = None  # the access key's principal ARN; None: the account's root
+
+    @property
+    def arn(self) -> str:
+        """The caller's principal ARN (policies, pull-time exclusions, error messages)."""
+        return self.principal or root_arn(self.account)

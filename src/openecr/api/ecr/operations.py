@@ -16,6 +16,7 @@ from openecr.api.layer_urls import signed_layer_url
 from openecr.domain import mediatypes as mt
 from openecr.domain import names
 from openecr.domain.digest import Digest
+from openecr.domain.iam_policy import denial_message
 from openecr.domain.kms import aws_managed_key_arn
 from openecr.domain.model import ExclusionFilter, ImageFailure, ImageId, Repository, TagMutability
 from openecr.domain.registries import account_of
@@ -42,24 +43,45 @@ class Call:
 
     def registry_id(self, name: str | None = None) -> str:
         """The store's key of the registry a request names (the ``registryId`` account, default
-        the caller's, in the request's region); with authentication on, a caller may only act
-        in its own account."""
+        the caller's, in the request's region); with authentication on, the caller must be
+        allowed the operation there on ``name`` (``*``: the registry) by policy."""
         target = str(self.params.get("registryId") or self.caller.account)
-        if self.registry.settings.authenticate and target != self.caller.account:
-            raise self.denied(target, name or "*")
-        return self.registry.settings.registry_key(target, self.region)
+        key = self.registry.settings.registry_key(target, self.region)
+        if self.registry.settings.authenticate:
+            self.authorize(key, target, name or "*")
+        return key
 
     @property
     def region(self) -> str:
         """The request's region (its SigV4 credential scope's), else the default region."""
         return self.caller.region or self.registry.settings.region
 
-    def denied(self, account: str, name: str) -> AccessDenied:
-        region = self.region
+    def authorize(self, key: str, account: str, name: str) -> None:
+        """Raises AccessDenied unless the policies of registry ``key`` (``account``'s) let the
+        caller perform this operation on repository ``name`` (``*``: registry actions)."""
+        verdict = self.registry.policies.decide(
+            key,
+            self.caller.arn,
+            f"ecr:{self.operation}",
+            self.resource_arn(account, name),
+            name,
+            region=self.region,
+            secure=self.caller.scheme == "https",
+        )
+        if not verdict.allowed:
+            raise self.denied(account, name, explicit=verdict.explicit_deny)
+
+    def resource_arn(self, account: str, name: str) -> str:
+        return f"arn:aws:ecr:{self.region}:{account}:repository/{name}"
+
+    def denied(self, account: str, name: str, *, explicit: bool = False) -> AccessDenied:
         return AccessDenied(
-            f"User: arn:aws:iam::{self.caller.account}:root is not authorized to perform: "
-            f"ecr:{self.operation} on resource: arn:aws:ecr:{region}:{account}:repository/{name} "
-            f"because no resource-based policy allows the ecr:{self.operation} action"
+            denial_message(
+                self.caller.arn,
+                f"ecr:{self.operation}",
+                self.resource_arn(account, name),
+                explicit=explicit,
+            )
         )
 
 
@@ -200,8 +222,8 @@ def _resource(call: Call) -> tuple[str, str]:
     region, account, name = match.groups()
     if not names.is_repository_name(name):
         raise InvalidParameter.constraint("resourceArn", "Invalid ARN")
-    if call.registry.settings.authenticate and account != call.caller.account:
-        raise call.denied(account, name)
+    if call.registry.settings.authenticate:
+        call.authorize(call.registry.settings.registry_key(account, call.region), account, name)
     if region != call.region:
         raise RepositoryNotFound(name, account)
     return call.registry.settings.registry_key(account, region), name
@@ -262,6 +284,7 @@ def batch_get_image(call: Call) -> Doc:
         name,
         [_image_id(i) for i in p["imageIds"]],
         p.get("acceptedMediaTypes"),
+        call.caller.arn,
     )
     repo = result.repository
     registry_id = account_of(repo.registry_id)
@@ -472,7 +495,7 @@ def get_authorization_token(call: Call) -> Doc:
     for account in accounts:
         if call.registry.settings.authenticate and account != call.caller.account:
             raise call.denied(account, "*")
-        issued = call.registry.tokens.issue(account, call.region)
+        issued = call.registry.tokens.issue(account, call.region, call.caller.principal)
         host = call.registry.registry_host(account, call.caller.host, call.region)
         data.append(
             {
@@ -508,6 +531,7 @@ OPERATIONS: dict[str, Callable[[Call], Doc]] = {
 
 # the control plane's operations, each area in its own module (imported last: they use Call)
 from openecr.api.ecr.lifecycle_operations import LIFECYCLE_OPERATIONS  # noqa: E402
+from openecr.api.ecr.policy_operations import POLICY_OPERATIONS  # noqa: E402
 from openecr.api.ecr.replication_operations import REPLICATION_OPERATIONS  # noqa: E402
 from openecr.api.ecr.scanning_operations import SCANNING_OPERATIONS, scan_details  # noqa: E402
 from openecr.api.ecr.settings_operations import SETTINGS_OPERATIONS  # noqa: E402
@@ -518,3 +542,4 @@ OPERATIONS.update(SETTINGS_OPERATIONS)
 OPERATIONS.update(LIFECYCLE_OPERATIONS)
 OPERATIONS.update(REPLICATION_OPERATIONS)
 OPERATIONS.update(SCANNING_OPERATIONS)
+OPERATIONS.update(POLICY_OPERATIONS)

@@ -8,8 +8,10 @@
 * Without ``--credentials`` anyone may do anything and ``Authorization`` is not looked at.
 * With it, every request needs ``Authorization: Basic base64(AWS:<password>)`` where the
   password comes from GetAuthorizationToken; anything else is 401 with a Basic challenge.
-  A token acts in its own account and region only (GetAuthorizationToken in a region issues
-  it for that region's registry): other registries' repositories answer 403 ``DENIED``.
+  A token acts in its own region only (GetAuthorizationToken in a region issues it for that
+  region's registry) and carries the principal that asked for it: another account's registry
+  answers 403 ``DENIED`` unless its policies allow that principal the request's ECR action
+  (:meth:`openecr.api.oci.common.Context.permit`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import re
 from dataclasses import dataclass
 
 from openecr.api.regions import is_known
+from openecr.domain.iam_policy import denial_message, root_arn
 from openecr.errors import AccessDenied, MissingAuthenticationToken, UnrecognizedClient
 from openecr.service.registry import Registry
+from openecr.service.tokens import TokenClaims
 
 ECR_HOST = re.compile(r"([0-9]{12})\.dkr\.ecr\.([a-z0-9-]+)\..+")
 SERVICE = "ecr.amazonaws.com"
@@ -33,6 +37,7 @@ class Identity:
     caller: str | None  # the account the token belongs to; None when not authenticating
     region: str  # the registry the request addresses: its region
     caller_region: str | None = None  # the region the token is for; None when not authenticating
+    principal: str | None = None  # the token's principal ARN; None when not authenticating
 
 
 def _template_pattern(template: str | None) -> re.Pattern[str] | None:
@@ -90,13 +95,14 @@ class Authenticator:
             return Identity(
                 account or self.settings.default_account, None, region or self.settings.region
             )
-        caller, token_region = self.verify(authorization)
-        caller_region = token_region or self.settings.region
-        return Identity(account or caller, caller, region or caller_region, caller_region)
+        claims = self.verify(authorization)
+        caller, caller_region = claims.account, claims.region or self.settings.region
+        return Identity(
+            account or caller, caller, region or caller_region, caller_region, claims.principal
+        )
 
-    def verify(self, authorization: str | None) -> tuple[str, str | None]:
-        """The account and region (None: the default one) of a ``Basic AWS:<password>``
-        header."""
+    def verify(self, authorization: str | None) -> TokenClaims:
+        """What the password of a ``Basic AWS:<password>`` header was issued for."""
         if not authorization:
             raise MissingAuthenticationToken(
                 "Authentication is required: log in with user AWS and the password from "
@@ -114,7 +120,7 @@ class Authenticator:
         if not sep or user != "AWS":
             raise UnrecognizedClient("The user name must be AWS")
         try:
-            return self.registry.tokens.verify(password)
+            return self.registry.tokens.claims(password)
         except AccessDenied as error:
             raise UnrecognizedClient(error.message) from None
 
@@ -122,10 +128,15 @@ class Authenticator:
         """The ``WWW-Authenticate`` value of a 401, as ECR words it."""
         return f'Basic realm="{scheme}://{host}/",service="{SERVICE}"'
 
-    def denied(self, identity: Identity, name: str, action: str) -> AccessDenied:
-        region = identity.region
+    def resource_arn(self, identity: Identity, name: str) -> str:
+        return f"arn:aws:ecr:{identity.region}:{identity.account}:repository/{name}"
+
+    def denied(
+        self, identity: Identity, name: str, action: str, *, explicit: bool = False
+    ) -> AccessDenied:
+        principal = identity.principal or root_arn(identity.caller or identity.account)
         return AccessDenied(
-            f"User: arn:aws:iam::{identity.caller}:root is not authorized to perform: "
-            f"ecr:{action} on resource: arn:aws:ecr:{region}:{identity.account}:repository/{name} "
-            f"because no resource-based policy allows the ecr:{action} action"
+            denial_message(
+                principal, f"ecr:{action}", self.resource_arn(identity, name), explicit=explicit
+            )
         )

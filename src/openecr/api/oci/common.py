@@ -15,7 +15,9 @@ from openecr.api.oci.auth import Authenticator, Identity
 from openecr.domain import names
 from openecr.domain.creation_templates import AppliedFor
 from openecr.domain.digest import Digest
+from openecr.domain.iam_policy import root_arn
 from openecr.errors import (
+    AccessDenied,
     DigestInvalid,
     InvalidParameter,
     PaginationInvalid,
@@ -47,14 +49,41 @@ class Context:
         """The store's key of the registry (account and region) the request addresses."""
         return self.registry.settings.registry_key(self.identity.account, self.identity.region)
 
+    @property
+    def principal(self) -> str:
+        """Who calls: the token's principal, else (no authentication) the default account's
+        root."""
+        return self.identity.principal or root_arn(self.registry.settings.default_account)
+
     def permit(self, name: str, action: str) -> None:
-        """Raises AccessDenied unless the caller may act in the addressed registry: when
-        authenticating, a token acts in its own account and region only."""
+        """Raises AccessDenied unless the caller may perform ECR's ``action`` on repository
+        ``name`` (``*``: the registry) in the addressed registry: when authenticating, a token
+        acts in its own region only, and the registry's policies decide for its principal
+        (another account's only where a policy allows it; anyone's explicit Deny refuses)."""
         identity = self.identity
-        if identity.caller is not None and (
-            identity.caller != identity.account or identity.caller_region != identity.region
-        ):
+        if identity.caller is None or identity.principal is None:
+            return
+        if identity.caller_region != identity.region:
             raise self.auth.denied(identity, name, action)
+        verdict = self.registry.policies.decide(
+            self.registry_key,
+            identity.principal,
+            f"ecr:{action}",
+            self.auth.resource_arn(identity, name),
+            name,
+            region=identity.region,
+            secure=self.request.url.scheme == "https",
+        )
+        if not verdict.allowed:
+            raise self.auth.denied(identity, name, action, explicit=verdict.explicit_deny)
+
+    def allowed(self, name: str, action: str) -> bool:
+        """Whether :meth:`permit` lets the caller perform ``action`` on ``name``."""
+        try:
+            self.permit(name, action)
+        except AccessDenied:
+            return False
+        return True
 
     def authorize(self, name: str, action: str) -> str:
         """The registry key ``name`` lives in, once the name is valid and the caller may act

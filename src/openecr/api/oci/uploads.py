@@ -91,7 +91,13 @@ async def start(ctx: Context, name: str, _ref: str) -> Response:
     layers = ctx.registry.blobs
     query = ctx.request.query_params
     mount, source = query.get("mount"), query.get("from")
-    if mount is not None and source is not None and names.is_repository_name(source):
+    if (
+        mount is not None
+        and source is not None
+        and names.is_repository_name(source)
+        # reading the source is a layer download: without it, an ordinary upload session
+        and ctx.allowed(source, "GetDownloadUrlForLayer")
+    ):
         wanted = Digest.try_parse(mount)
         if wanted is not None:
             found = await ctx.push(
