@@ -81,8 +81,8 @@ def _manifest(client: Any, repo: str, **image_id: str) -> bytes | None:
 
 def _put_registry_policy(server: Server, registry_key: str, policy: dict[str, Any]) -> None:
     """Another account's registry policy, written to the store as a second process would (in
-    open mode every caller is the default account, so PutRegistryPolicy cannot write it); the
-    policy service reads a bare policy document as well as its own ``{"text": ...}``."""
+    open mode every caller is the default account, so PutRegistryPolicy cannot write it), in
+    the form PutRegistryPolicy stores it."""
     store = open_metadata(f"sqlite:///{server.data_dir / 'metadata.db'}")
     try:
         with store.write() as tx:

@@ -2,7 +2,7 @@
 
 A repository policy is the repository document ``repository-policy`` ``{"text": ...}`` (the
 form repository creation templates give a created repository); the registry policy is the
-registry document ``registry-policy`` (key ``""``) ``{"text": ...}``.
+registry document ``registry-policy`` (key ``policy``) ``{"text": ...}``.
 
 Decisions (:meth:`PolicyService.decide`), as docs/policies.md describes them: an explicit Deny
 in an applicable policy refuses; otherwise a principal of the owning account is allowed (there
@@ -40,8 +40,8 @@ from openecr.service.common import require_repository
 log = logging.getLogger("openecr.policies")
 
 REPOSITORY_POLICY = "repository-policy"  # repository document {"text": <policy>}
-REGISTRY_POLICY = "registry-policy"  # registry document, key "": {"text": <policy>}
-REGISTRY_POLICY_KEY = ""
+REGISTRY_POLICY = "registry-policy"  # registry document, key "policy": {"text": <policy>}
+REGISTRY_POLICY_KEY = "policy"
 
 
 def check_policy(text: str, what: str) -> Policy:
