@@ -288,6 +288,8 @@ class Docker:
     root: Path
     process: subprocess.Popen[bytes] | None = None
     log: Path = field(init=False)
+    daemon_args: list[str] = field(default_factory=list)  # more dockerd options
+    daemon_env: dict[str, str] = field(default_factory=dict)  # more dockerd environment
 
     def __post_init__(self) -> None:
         self.log = self.root / "dockerd.log"
@@ -320,10 +322,12 @@ class Docker:
             "--iptables=false",
             "--ip6tables=false",
             "--bridge=none",
+            *self.daemon_args,
         ]
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 command,
+                env={**os.environ, **self.daemon_env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

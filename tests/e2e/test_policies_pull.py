@@ -1,4 +1,4 @@
-"""Cross-account pulls by a real container client: account B's skopeo pulls from account A's
+"""Cross-account pulls by real container clients: account B's skopeo and docker pull from A's
 repository exactly when A's repository policy allows B ``ecr:BatchGetImage`` and
 ``ecr:GetDownloadUrlForLayer``, and an explicit Deny refuses A's own user (docs/policies.md).
 
@@ -20,10 +20,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import InProcessServer, Server, free_port
-from e2e.conftest import SKOPEO, run
+from conftest import InProcessServer, Server, free_port, upload_blob
+from e2e.conftest import SKOPEO, Docker, run
+from e2e.images import small_image
 from test_iam_policy import policy, statement
-from test_policies import A_ROOT, ALICE, BOB, PULL, A, as_, credentials_file, pushed
+from test_policies import A_ROOT, ALICE, BOB, PULL, A, B, as_, credentials_file, pushed
 
 HOST = f"{A}.dkr.ecr.us-east-1.openecr.test"  # .test: a name that resolves nowhere
 
@@ -203,3 +204,56 @@ def test_skopeo_pulls_across_accounts_as_the_policy_says(
     ok, stderr = skopeo_pull(secured, proxy, A_ROOT, name, tmp_path / "owner")
     assert ok, stderr
     assert (tmp_path / "owner" / "manifest.json").read_bytes() == manifest_bytes(digest, secured)
+
+
+def proxy_env(proxy: ForwardProxy) -> dict[str, str]:
+    return {
+        "HTTP_PROXY": proxy.url,
+        "HTTPS_PROXY": proxy.url,
+        "http_proxy": proxy.url,
+        "https_proxy": proxy.url,
+        "NO_PROXY": "",
+        "no_proxy": "",
+    }
+
+
+@pytest.fixture(scope="module")
+def proxied_docker(
+    tools: None, proxy: ForwardProxy, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Docker]:
+    """A dockerd of its own that reaches A's registry host through the forward proxy (plain
+    HTTP: the host is an insecure registry)."""
+    daemon = Docker(
+        tmp_path_factory.mktemp("docker-policies"),
+        daemon_args=["--insecure-registry", HOST],
+        daemon_env=proxy_env(proxy),
+    ).start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def test_docker_pulls_across_accounts_as_the_policy_says(
+    secured: Server, proxied_docker: Docker
+) -> None:
+    owner = as_(secured, A_ROOT)
+    name = "shared/docker"
+    owner.create_repository(repositoryName=name)
+    image = small_image("policies")
+    for blob in image.blobs().values():
+        upload_blob(owner, name, blob)
+    owner.put_image(repositoryName=name, imageManifest=image.manifest.decode(), imageTag="v1")
+    docker = proxied_docker
+    docker("login", "-u", "AWS", "--password-stdin", HOST, input=password(secured, BOB))
+    reference = f"{HOST}/{name}:v1"
+    refused = docker("pull", reference, check=False)
+    assert refused.returncode != 0
+    assert f"User: {BOB} is not authorized to perform: ecr:BatchGetImage" in refused.stderr
+    owner.set_repository_policy(
+        repositoryName=name, policyText=policy(statement(Principal={"AWS": B}, Action=PULL))
+    )
+    pulled = docker("pull", reference)
+    assert image.digest in pulled.stdout
+    inspected = docker("image", "inspect", "--format", "{{.Id}}", reference).stdout.strip()
+    assert inspected == image.config_digest
