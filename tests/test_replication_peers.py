@@ -353,3 +353,60 @@ def test_skopeo_push_to_the_source_is_pulled_from_the_peer(
             assert (out / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes() == blob
     finally:
         dest.stop()
+
+
+def test_a_peer_refusing_the_credentials_fails_the_destination(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    port = free_port()
+    credentials, peers = _peer_files(tmp_path, port)
+    peers.write_text(peers.read_text().replace(SECRET, "not-the-secret"))
+    dest = ProcessServer(tmp_path / "dest", port, ["--credentials", str(credentials)])
+    dest.start()
+    try:
+        source = make_server("--replication-peers", str(peers), process=True)
+        ecr = source.client()
+        _configure(ecr)
+        ecr.create_repository(repositoryName="refused")
+        raw = make_image(ecr, "refused", seed="refused")
+        digest = ecr.put_image(repositoryName="refused", imageManifest=raw.decode())["image"][
+            "imageId"
+        ]["imageDigest"]
+
+        def failed() -> list[dict[str, str]] | None:
+            statuses = _status(ecr, "refused", digest)
+            return statuses if statuses and statuses[0]["status"] == "FAILED" else None
+
+        assert _wait(failed, "the destination fails") == [
+            {
+                "region": "eu-west-1",
+                "registryId": DEST,
+                "status": "FAILED",
+                "failureCode": "DESTINATION_REFUSED",
+            }
+        ]
+    finally:
+        dest.stop()
+
+
+def test_worker_processes_share_the_queue(make_server: ServerFactory) -> None:
+    source = make_server("--workers", "2", process=True)
+    ecr = source.client()
+    west = source.client(region_name="eu-west-1")
+    ecr.put_replication_configuration(
+        replicationConfiguration={
+            "rules": [{"destinations": [{"region": "eu-west-1", "registryId": SOURCE}]}]
+        }
+    )
+    ecr.create_repository(repositoryName="shared-queue")
+    pushed = {}
+    for i in range(8):
+        raw = make_image(ecr, "shared-queue", seed=f"w{i}")
+        put = ecr.put_image(
+            repositoryName="shared-queue", imageManifest=raw.decode(), imageTag=f"t{i}"
+        )
+        pushed[f"t{i}"] = (raw, put["image"]["imageId"]["imageDigest"])
+    for tag, (raw, digest) in pushed.items():
+        _complete(ecr, "shared-queue", digest)
+        got = west.batch_get_image(repositoryName="shared-queue", imageIds=[{"imageTag": tag}])
+        assert str(got["images"][0]["imageManifest"]).encode() == raw
