@@ -491,39 +491,3 @@ def test_v2_pushes_replicate_an_oci_index_its_children_and_referrers(
         referrers = v2.get(f"/v2/oci/app/referrers/{index_digest}", headers=west_host).json()
         assert [m["digest"] for m in referrers["manifests"]] == [signature_digest]
         assert v2.get("/v2/oci/app/tags/list", headers=west_host).json()["tags"] == ["v1"]
-
-
-@pytest.mark.parametrize(
-    ("statements", "allowed"),
-    [
-        ([], False),
-        ([{"Effect": "Allow", "Principal": {"AWS": ACCOUNT}, "Action": "ecr:*"}], True),
-        ([{"Effect": "Allow", "Principal": "*", "Action": "ecr:ReplicateImage"}], True),
-        ([{"Effect": "Allow", "Principal": {"AWS": [OTHER]}, "Action": "ecr:*"}], False),
-        ([{"Effect": "Allow", "Principal": {"AWS": ACCOUNT}, "Action": "ecr:Create*"}], False),
-        (
-            [
-                {"Effect": "Allow", "Principal": "*", "Action": "*"},
-                {"Effect": "Deny", "Principal": {"AWS": ACCOUNT}, "Action": "ecr:replicateimage"},
-            ],
-            False,
-        ),
-        (
-            [
-                {
-                    "Effect": "Allow",
-                    "Principal": "*",
-                    "Action": "ecr:ReplicateImage",
-                    "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
-                }
-            ],
-            False,
-        ),
-    ],
-    ids=["empty", "account", "anyone", "other-account", "other-action", "deny-wins", "condition"],
-)
-def test_the_registry_policy_check(statements: list[dict[str, Any]], allowed: bool) -> None:
-    from openecr.service.replication import policy_allows
-
-    policy = {"Version": "2012-10-17", "Statement": statements}
-    assert policy_allows(policy, f"arn:aws:iam::{ACCOUNT}:root", "ecr:ReplicateImage") is allowed

@@ -20,7 +20,6 @@ worker that copies images to their destinations.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import json
 import logging
 import os
@@ -64,8 +63,6 @@ log = logging.getLogger("openecr.replication")
 CONFIG_KIND = "replication-configuration"
 STATUS_KIND = "replication-status"
 TASK_KIND = "replication-task"
-REGISTRY_POLICY_KIND = "registry-policy"  # registry document, key "policy": {"text": <policy>}
-REGISTRY_POLICY_KEY = "policy"
 QUEUE = "~replication"  # the queue's "registry": not a registry key (those start with digits)
 MAX_ATTEMPTS = 10  # tries of a destination that is unavailable before it is FAILED
 MAX_BACKOFF = 300.0  # seconds
@@ -183,67 +180,6 @@ class StatusReport:
     digest: str
     tag: str | None
     statuses: list[DestinationStatus]
-
-
-# --- registry policies: the check cross-account replication needs ------------------------------
-
-
-def _listed(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def _principal_matches(principal: Any, arn: str) -> bool:
-    account = arn.split(":")[4] if arn.count(":") >= 5 else arn
-    if principal == "*":
-        return True
-    if not isinstance(principal, dict):
-        return False
-    return any(
-        p in ("*", arn, account, f"arn:aws:iam::{account}:root")
-        for p in _listed(principal.get("AWS", []))
-    )
-
-
-def policy_allows(policy: dict[str, Any], principal_arn: str, action: str) -> bool:
-    """Whether an IAM resource policy allows ``principal_arn`` to do ``action``: some Allow
-    statement names the principal (its ARN, account or account root, or ``*``) and the action
-    (wildcards allowed, case-insensitive), and no Deny statement does. Statements with a
-    ``Condition`` are not evaluated (an Allow with one allows nothing here)."""
-    allowed = False
-    for statement in _listed(policy.get("Statement", [])):
-        if not isinstance(statement, dict) or "Condition" in statement:
-            continue
-        if not _principal_matches(statement.get("Principal"), principal_arn):
-            continue
-        actions = [str(a).lower() for a in _listed(statement.get("Action", []))]
-        if not any(fnmatch.fnmatchcase(action.lower(), a) for a in actions):
-            continue
-        if statement.get("Effect") == "Deny":
-            return False
-        if statement.get("Effect") == "Allow":
-            allowed = True
-    return allowed
-
-
-def registry_policy_allows(meta: MetadataStore) -> Allows:
-    """The permission check over the registry policy stored as the destination registry's
-    ``registry-policy`` document (``{"text": <policy>}``, as the registry policy operations
-    store it): no policy allows nothing."""
-
-    def allows(registry: str, principal_arn: str, actions: Sequence[str]) -> bool:
-        with meta.read() as tx:
-            body = tx.get_document(registry, REGISTRY_POLICY_KIND, REGISTRY_POLICY_KEY)
-        if body is None:
-            return False
-        try:
-            doc = json.loads(body)
-            if isinstance(doc, dict) and isinstance(doc.get("text"), str):
-                doc = json.loads(doc["text"])
-        except ValueError:
-            return False
-        return isinstance(doc, dict) and all(policy_allows(doc, principal_arn, a) for a in actions)
-
-    return allows
 
 
 class ReplicationService:
