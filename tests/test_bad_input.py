@@ -125,7 +125,17 @@ MALFORMED_BODIES = [
 
 @pytest.mark.parametrize("body", MALFORMED_BODIES, ids=lambda b: repr(b[:24]))
 def test_malformed_bodies(unchanged: Server, body: bytes) -> None:
-    assert_error(post(unchanged, body, f"{PREFIX}.CreateRepository"), "SerializationException")
+    answer = post(unchanged, body, f"{PREFIX}.CreateRepository")
+    assert_error(answer, "SerializationException")
+    message = answer.json()["message"]
+    assert "not valid" in message or "must be a JSON object" in message, message
+
+
+def test_a_malformed_body_is_told_apart_from_a_wrong_shape(unchanged: Server) -> None:
+    broken = post(unchanged, b'{"repositoryName": ', f"{PREFIX}.CreateRepository").json()
+    assert broken["message"].startswith("The request body is not valid JSON: Expecting value")
+    listed = post(unchanged, b"[]", f"{PREFIX}.CreateRepository").json()
+    assert listed["message"] == "The request body must be a JSON object"
 
 
 WRONG_TYPES = [

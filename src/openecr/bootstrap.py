@@ -24,6 +24,7 @@ from openecr.api import regions
 from openecr.api.background import Background
 from openecr.api.http import Authenticator, create_app
 from openecr.api.lifecycle_schedule import LifecycleSchedule
+from openecr.backends.file_lock import FileLocks
 from openecr.backends.filesystem import FilesystemBlobDriver
 from openecr.backends.memory_blobs import MemoryBlobDriver
 from openecr.backends.memory_metadata import MemoryMetadataStore
@@ -38,6 +39,7 @@ from openecr.service.blobs import BlobService
 from openecr.service.blobstore import BlobStore
 from openecr.service.conversion import ManifestConverter
 from openecr.service.creation_templates import CreationTemplateService
+from openecr.service.gc import GarbageCollector
 from openecr.service.images import ImageService
 from openecr.service.lifecycle import LifecycleService
 from openecr.service.policies import PolicyService
@@ -65,6 +67,7 @@ class Runtime:
     blobs: BlobStore
     metadata: MetadataStore
     pulls: PullRecorder
+    gc: GarbageCollector
 
     def close(self) -> None:
         self.registry.replication.stop()
@@ -184,7 +187,7 @@ def build_runtime(config: Config) -> Runtime:
         converter=ManifestConverter(metadata, blobs, load_schema1_key(config.data_dir)),
         pulls=pulls if config.pull_times else None,
     )
-    repositories = RepositoryService(metadata)
+    repositories = RepositoryService(metadata, blobs=blobs)
     templates = CreationTemplateService(metadata)
     peers = [
         PeerAddress(p.registry_id, p.region, p.endpoint, p.access_key_id, p.secret_access_key)
@@ -234,7 +237,14 @@ def build_runtime(config: Config) -> Runtime:
         scanning=scanning,
         policies=policies,
     )
-    return Runtime(config, registry, blobs, metadata, pulls)
+    collector = GarbageCollector(
+        metadata,
+        blobs,
+        FileLocks(config.data_dir),
+        grace=config.gc_grace,
+        upload_expiry=config.upload_expiry,
+    )
+    return Runtime(config, registry, blobs, metadata, pulls, collector)
 
 
 def build_app(runtime: Runtime) -> ASGIApp:
@@ -253,7 +263,8 @@ def build_app(runtime: Runtime) -> ASGIApp:
     app = create_app(runtime.registry, authenticate)
     replication = runtime.registry.replication
     app = Background(app, replication.start, replication.stop)
-    return LifecycleSchedule(app, runtime.registry.lifecycle.run, runtime.config.lifecycle_interval)
+    app = LifecycleSchedule(app, runtime.registry.lifecycle.run, runtime.config.lifecycle_interval)
+    return LifecycleSchedule(app, runtime.gc.run_logged, runtime.config.gc_interval, "gc")
 
 
 class _ClosesRuntime:

@@ -24,6 +24,11 @@ Environment variables (each overridden by the matching ``openecr serve`` option)
 ``OPENECR_REPLICATION_CHUNK``   bytes each upload request to a replication peer carries (8 MiB)
 ``OPENECR_VULNERABILITY_DB``    a directory of OSV JSON records that image scans match
                                 packages against (default: none; scans end FAILED)
+``OPENECR_GC_INTERVAL``         seconds between garbage collections (default 3600; 0: off)
+``OPENECR_GC_GRACE``            seconds an unreferenced blob is kept after its last store
+                                (default 3600)
+``OPENECR_UPLOAD_EXPIRY``       seconds of inactivity after which an upload session expires
+                                (default 86400)
 ==============================  ==========================================================
 
 ``Config.environ`` is the inverse of ``from_env``: ``openecr serve --workers N`` hands its
@@ -92,6 +97,9 @@ class Config:
     replication_lease: float = 60.0
     replication_chunk: int = 8 * 1024 * 1024
     vulnerability_db: Path | None = None
+    gc_interval: float = 3600.0
+    gc_grace: float = 3600.0
+    upload_expiry: float = 86400.0
 
     @property
     def metadata_url(self) -> str:
@@ -141,6 +149,17 @@ class Config:
                 "the vulnerability database (--vulnerability-db, OPENECR_VULNERABILITY_DB) must "
                 f"be a directory of OSV JSON records: {self.vulnerability_db} is not a directory"
             )
+        for value, what, default in (
+            (
+                self.gc_interval,
+                "garbage collection interval (--gc-interval, OPENECR_GC_INTERVAL)",
+                "0 (off)",
+            ),
+            (self.gc_grace, "garbage collection grace period (--gc-grace, OPENECR_GC_GRACE)", "0"),
+            (self.upload_expiry, "upload expiry (--upload-expiry, OPENECR_UPLOAD_EXPIRY)", "0"),
+        ):
+            if not 0 <= value < float("inf"):
+                raise ConfigError(f"the {what} must be {default} or more seconds, not {value}")
         return self
 
     def environ(self) -> dict[str, str | None]:
@@ -176,6 +195,9 @@ class Config:
             "OPENECR_VULNERABILITY_DB": (
                 None if self.vulnerability_db is None else str(self.vulnerability_db.absolute())
             ),
+            "OPENECR_GC_INTERVAL": repr(self.gc_interval),
+            "OPENECR_GC_GRACE": repr(self.gc_grace),
+            "OPENECR_UPLOAD_EXPIRY": repr(self.upload_expiry),
         }
 
 
@@ -330,6 +352,18 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Confi
             ) from error
     if env.get("OPENECR_VULNERABILITY_DB"):
         values["vulnerability_db"] = Path(env["OPENECR_VULNERABILITY_DB"])
+    for name, field_name in (
+        ("OPENECR_GC_INTERVAL", "gc_interval"),
+        ("OPENECR_GC_GRACE", "gc_grace"),
+        ("OPENECR_UPLOAD_EXPIRY", "upload_expiry"),
+    ):
+        if env.get(name):
+            try:
+                values[field_name] = float(env[name])
+            except ValueError as error:
+                raise ConfigError(
+                    f"{name} must be a number of seconds, not {env[name]!r}"
+                ) from error
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values.get("vulnerability_db") is not None:
         values["vulnerability_db"] = Path(str(values["vulnerability_db"]))

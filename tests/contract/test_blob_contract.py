@@ -9,7 +9,9 @@ the same storage where the storage can be shared (files), the same object where 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -228,8 +230,8 @@ def test_put_stat_open_delete(driver: BlobDriver) -> None:
     driver.put(digest, data)  # idempotent
     assert driver.stat(digest) == len(data)
     assert content(driver, digest) == data
-    driver.delete(digest)
-    driver.delete(digest)  # a missing blob is ignored
+    assert driver.delete(digest) is True
+    assert driver.delete(digest) is False  # a missing blob is ignored
     assert driver.stat(digest) is None
 
 
@@ -295,6 +297,117 @@ def test_concurrent_sessions_and_puts(driver: BlobDriver) -> None:
         data = f"blob {i}".encode() * 1000
         assert content(driver, sha(data)) == data
         assert content(driver, sha(data[:1000] * 3)) == data[:1000] * 3
+
+
+# --- what garbage collection uses ------------------------------------------------------------
+
+
+def _later_than(instant: float) -> None:
+    """Wait until the clock the drivers stamp blobs with has moved past ``instant``."""
+    while time.time() <= instant:
+        time.sleep(0.001)
+
+
+def test_list_names_every_blob_with_its_size_and_time(driver: BlobDriver) -> None:
+    assert list(driver.list()) == []
+    small, large = b"small", b"large" * 1000
+    driver.put(sha(small), small)
+    committed = written(driver, driver.begin(), large)
+    driver.commit(committed, sha(large))
+    sha512 = Digest.of(small, "sha512")
+    driver.put(sha512, small)
+    found = {blob.name: blob for blob in driver.list()}
+    assert set(found) == {str(sha(small)), str(sha(large)), str(sha512)}
+    assert found[sha(large)].size == len(large)
+    assert found[sha(small)].modified == driver.modified(sha(small))
+    assert driver.modified(sha(b"absent")) is None
+
+
+def test_delete_keeps_a_blob_modified_since_older_than(driver: BlobDriver) -> None:
+    data = b"blob"
+    driver.put(sha(data), data)
+    stamped = driver.modified(sha(data))
+    assert stamped is not None
+    assert driver.delete(sha(data), older_than=stamped) is False  # modified at that time
+    assert driver.stat(sha(data)) == len(data)
+    assert driver.delete(sha(data), older_than=stamped + 1) is True
+    assert driver.stat(sha(data)) is None
+    assert driver.delete(sha(data), older_than=stamped + 1) is False
+
+
+@pytest.mark.parametrize("how", ["commit", "put"])
+def test_storing_a_blob_again_refreshes_its_time(driver: BlobDriver, how: str) -> None:
+    data = b"stored twice"
+    driver.put(sha(data), data)
+    first = driver.modified(sha(data))
+    assert first is not None
+    _later_than(first)
+    if how == "commit":
+        driver.commit(written(driver, driver.begin(), data), sha(data))
+    else:
+        driver.put(sha(data), data)
+    again = driver.modified(sha(data))
+    assert again is not None and again > first
+    assert driver.delete(sha(data), older_than=first + 1e-6) is False  # refreshed: kept
+    assert content(driver, sha(data)) == data
+
+
+def test_a_commit_refreshes_a_blob_whose_session_was_written_long_ago(
+    driver: BlobDriver,
+) -> None:
+    data = b"written, committed later"
+    state = written(driver, driver.begin(), data)
+    (listed,) = [u for u in driver.list_uploads() if u.name == state.key]
+    _later_than(listed.modified)
+    driver.commit(state, sha(data))
+    stamped = driver.modified(sha(data))
+    assert stamped is not None and stamped > listed.modified
+
+
+def test_list_uploads_and_discard_upload(pair: tuple[BlobDriver, BlobDriver]) -> None:
+    driver, other = pair
+    one = written(driver, driver.begin(), b"abc")
+    two = driver.begin()
+    found = {u.name: u for u in other.list_uploads()}
+    assert set(found) == {one.key, two.key}
+    assert found[one.key].size == 3 and found[two.key].size == 0
+    other.discard_upload(one.key)
+    other.discard_upload(one.key)  # gone already: ignored
+    other.discard_upload("no-such-session")
+    assert [u.name for u in driver.list_uploads()] == [two.key]
+    with pytest.raises(UploadNotFound):
+        driver.writer(one)
+    driver.commit(two, sha(b""))
+    assert list(driver.list_uploads()) == []
+
+
+def test_files_a_blob_deleted_while_stored_again_survives(tmp_path: Path) -> None:
+    """The filesystem driver: a commit that finds its blob renamed away by a collection
+    installs its own copy; a collection that took a blob refreshed just before puts it back."""
+    driver = FilesystemBlobDriver(tmp_path)
+    data = b"contended"
+    driver.put(sha(data), data)
+    path = tmp_path / "blobs" / "sha256" / sha(data).hex[:2] / sha(data).hex
+    os.utime(path, (1, 1))  # long ago
+    driver.put(sha(data), data)  # stored again: refreshed
+    assert driver.delete(sha(data), older_than=2) is False
+    assert path.read_bytes() == data
+    os.utime(path, (1, 1))
+    assert driver.delete(sha(data), older_than=2) is True
+    driver.commit(written(driver, driver.begin(), data), sha(data))  # after: a new copy
+    assert path.read_bytes() == data
+    assert [u.name for u in driver.list_uploads()] == []
+
+
+def test_files_leftovers_of_interrupted_writes_are_listed_and_discarded(tmp_path: Path) -> None:
+    driver = FilesystemBlobDriver(tmp_path)
+    leftover = tmp_path / "uploads" / ".put-abc-1-2"
+    leftover.write_bytes(b"partial")
+    assert [(u.name, u.size) for u in driver.list_uploads()] == [(".put-abc-1-2", 7)]
+    driver.discard_upload(".put-abc-1-2")
+    driver.discard_upload("../blobs")  # never outside uploads/
+    assert list(driver.list_uploads()) == []
+    assert (tmp_path / "blobs").is_dir()
 
 
 def test_files_leave_nothing_behind(tmp_path: Path) -> None:

@@ -667,6 +667,90 @@ def test_delete_upload(metadata_store: MetadataStore) -> None:
         assert tx.get_upload("u2") is not None
 
 
+def test_update_upload_records_when_and_list_uploads(metadata_store: MetadataStore) -> None:
+    with metadata_store.write() as tx:
+        repo = new_repo(tx, "team/app")
+        other = new_repo(tx, "team/other")
+        tx.create_upload(session(repo.id, "u1"))
+        tx.create_upload(session(repo.id, "u2"))
+        tx.create_upload(session(other.id, "u3"))
+    with metadata_store.write() as tx:
+        assert tx.update_upload("u1", "t0", UploadState("k", 5, "t1"), at(60)) is True
+        assert tx.update_upload("u2", "t0", UploadState("k", 5, "t1")) is True
+    with metadata_store.read() as tx:
+        everything = tx.list_uploads()
+        mine = tx.list_uploads(repo.id)
+        assert tx.list_uploads(12345) == []
+    assert [u.id for u in everything] == ["u1", "u2", "u3"]
+    assert [u.id for u in mine] == ["u1", "u2"]
+    first, second = mine
+    assert first.updated_at == at(60) and first.active_at == at(60)
+    assert second.updated_at is None and second.active_at == T0
+
+
+# image blobs (garbage collection's marks)
+
+
+def test_image_blobs_keep_blobs_in_use_until_their_image_goes(
+    metadata_store: MetadataStore,
+) -> None:
+    layer, config, shared = digest("layer"), digest("config"), digest("shared")
+    with metadata_store.write() as tx:
+        repo = new_repo(tx, "team/app")
+        other = new_repo(tx, "team/other")
+        one, two = push(tx, repo.id, "one", "two")
+        (three,) = push(tx, other.id, "three")
+        tx.add_image_blobs(repo.id, one, [one, config, layer, shared])
+        tx.add_image_blobs(repo.id, one, [layer])  # idempotent
+        tx.add_image_blobs(repo.id, two, [two, shared])
+        tx.add_image_blobs(other.id, three, [three, shared])
+    with metadata_store.read() as tx:
+        assert tx.blobs_in_use() == {one, two, three, config, layer, shared}
+        assert tx.blob_in_use(layer) and not tx.blob_in_use(digest("nothing"))
+    with metadata_store.write() as tx:
+        tx.delete_image(repo.id, one)
+    with metadata_store.read() as tx:
+        assert tx.blobs_in_use() == {two, three, shared}
+    with metadata_store.write() as tx:
+        tx.delete_repository(other.id)
+    with metadata_store.read() as tx:
+        assert tx.blobs_in_use() == {two, shared}
+
+
+def test_forget_blob_forgets_only_blobs_no_image_keeps(metadata_store: MetadataStore) -> None:
+    kept, dropped = digest("kept"), digest("dropped")
+    with metadata_store.write() as tx:
+        repo = new_repo(tx, "team/app")
+        other = new_repo(tx, "team/other")
+        (one,) = push(tx, repo.id, "one")
+        tx.add_image_blobs(repo.id, one, [kept])
+        for blob in (kept, dropped):
+            tx.link_blob(repo.id, BlobInfo(blob, 3))
+            tx.link_blob(other.id, BlobInfo(blob, 3))
+    with metadata_store.write() as tx:
+        assert tx.forget_blob(kept) is False
+        assert tx.forget_blob(dropped) is True
+        assert tx.forget_blob(digest("never stored")) is True
+    with metadata_store.read() as tx:
+        assert tx.get_blob(kept) == BlobInfo(kept, 3)
+        assert tx.get_linked_blob(other.id, kept) is not None
+        assert tx.get_blob(dropped) is None
+        assert tx.get_linked_blob(repo.id, dropped) is None
+        assert tx.get_linked_blob(other.id, dropped) is None
+
+
+def test_forget_blob_rolls_back_with_its_transaction(metadata_store: MetadataStore) -> None:
+    blob = digest("blob")
+    with metadata_store.write() as tx:
+        repo = new_repo(tx, "team/app")
+        tx.link_blob(repo.id, BlobInfo(blob, 3))
+    with pytest.raises(Boom), metadata_store.write() as tx:
+        tx.forget_blob(blob)
+        raise Boom
+    with metadata_store.read() as tx:
+        assert tx.get_linked_blob(repo.id, blob) == BlobInfo(blob, 3)
+
+
 # resource tags
 
 

@@ -1,6 +1,7 @@
-"""The periodic lifecycle run of a server process: an ASGI wrapper that, between the lifespan's
-startup and shutdown, runs ``run`` in a worker thread every ``interval`` seconds (the first one
-interval after startup). Shutdown waits for a run in progress, then lets the app shut down."""
+"""The periodic runs of a server process (lifecycle policies, garbage collection): an ASGI
+wrapper that, between the lifespan's startup and shutdown, runs ``run`` in a worker thread every
+``interval`` seconds (the first one interval after startup). Shutdown waits for a run in
+progress, then lets the app shut down."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-log = logging.getLogger("openecr.lifecycle")
-
 
 class LifecycleSchedule:
-    def __init__(self, app: ASGIApp, run: Callable[[], object], interval: float) -> None:
+    def __init__(
+        self, app: ASGIApp, run: Callable[[], object], interval: float, what: str = "lifecycle"
+    ) -> None:
         self.app = app
         self.run = run
         self.interval = interval
+        self.what = what
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan" or self.interval <= 0:
@@ -51,4 +53,4 @@ class LifecycleSchedule:
             try:
                 await loop.run_in_executor(None, self.run)
             except Exception:  # a failed run is logged; the next one tries again
-                log.exception("lifecycle run failed")
+                logging.getLogger(f"openecr.{self.what}").exception("%s run failed", self.what)

@@ -18,6 +18,13 @@ current state's size are never rewritten, and a state read before another write 
 carries a stale token. The token file is not fsynced: after a machine crash a stale token
 only makes the client start its upload again, it never lets wrong bytes through (the digest is
 checked at commit, above this driver).
+
+Garbage collection: a commit or put that finds its blob already stored refreshes the blob's
+mtime (``os.utime``) before dropping its own copy, and installs its copy when the blob vanished
+meanwhile. ``delete(digest, older_than)`` first renames the blob away (atomic), then reads the
+mtime of what it took: a blob refreshed before the rename is put back (unless a new copy is
+already in place), one refreshed after it finds no file and installs its own copy. So a blob
+stored again while a collection deletes it is never lost.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import fcntl
 import os
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -35,9 +43,12 @@ from typing import BinaryIO
 from openecr.domain.digest import Digest
 from openecr.domain.model import UploadState
 from openecr.errors import BlobNotFound, InvalidLayerPart, UploadNotFound
+from openecr.ports.blobs import StoredObject
 
 CHUNK = 2 * 1024 * 1024  # read size when streaming a blob
 _KEY = re.compile(r"[0-9a-f]{32}")
+_TOKEN_SUFFIX = ".token"
+_ALGORITHM = re.compile(r"sha(256|384|512)")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -86,6 +97,46 @@ def _stream(handle: BinaryIO, offset: int, length: int | None) -> Iterator[bytes
             yield chunk
     finally:
         handle.close()
+
+
+def _stamp(target: Path | int) -> None:
+    """Set the mtime of a file (path or descriptor) to now, from the precise clock: the kernel
+    stamps writes from a coarse one, which may lag a collector's cutoff taken just before."""
+    now = time.time_ns()
+    os.utime(target, ns=(now, now))
+
+
+def _refresh(path: Path) -> bool:
+    """Refresh the mtime of the blob at ``path`` and return True if it is still there
+    afterwards; False when there is none (the caller then installs its own copy). A collector
+    that renames the blob away between the two steps either saw the new mtime (and puts the
+    blob back) or took it, in which case the check after the refresh finds it gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        _stamp(fd)
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _scan(path: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as entries:
+            return list(entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _stat(entry: os.DirEntry[str]) -> os.stat_result | None:
+    try:
+        return None if not entry.is_file(follow_symlinks=False) else entry.stat()
+    except FileNotFoundError:
+        return None
 
 
 class _FileWriter:
@@ -218,9 +269,10 @@ class FilesystemBlobDriver:
         with self._lock(state) as handle:
             handle.truncate(state.size)
             final = self._path(digest)
-            if final.is_file():
+            if _refresh(final):
                 path.unlink(missing_ok=True)
             else:
+                _stamp(handle.fileno())  # the grace period counts from the commit
                 os.fsync(handle.fileno())
                 _make_dirs(final.parent)
                 os.replace(path, final)
@@ -232,17 +284,33 @@ class FilesystemBlobDriver:
             self._session(state.key).unlink(missing_ok=True)
             self._token_path(state.key).unlink(missing_ok=True)
 
+    def list_uploads(self) -> Iterator[StoredObject]:
+        for entry in _scan(self._uploads):
+            if entry.name.endswith(_TOKEN_SUFFIX) and _KEY.fullmatch(entry.name[:-6]):
+                continue  # goes with its session
+            info = _stat(entry)
+            if info is not None:
+                yield StoredObject(entry.name, info.st_size, info.st_mtime)
+
+    def discard_upload(self, key: str) -> None:
+        if _KEY.fullmatch(key):
+            self._session(key).unlink(missing_ok=True)
+            self._token_path(key).unlink(missing_ok=True)
+        elif key.startswith(".") and "/" not in key and key not in (".", ".."):
+            (self._uploads / key).unlink(missing_ok=True)  # left by an interrupted write
+
     # --- committed blobs -----------------------------------------------------------------
 
     def put(self, digest: Digest, data: bytes) -> None:
         final = self._path(digest)
-        if final.is_file():
+        if _refresh(final):
             return
         _make_dirs(final.parent)
         tmp = self._uploads / f".put-{digest.hex}-{threading.get_ident()}-{os.getpid()}"
         with tmp.open("wb") as handle:
             handle.write(data)
             handle.flush()
+            _stamp(handle.fileno())
             os.fsync(handle.fileno())
         os.replace(tmp, final)
         _fsync_dir(final.parent)
@@ -260,8 +328,46 @@ class FilesystemBlobDriver:
             raise BlobNotFound(f"The blob {digest} does not exist") from None
         return _stream(handle, offset, length)
 
-    def delete(self, digest: Digest) -> None:
-        self._path(digest).unlink(missing_ok=True)
+    def touch(self, digest: Digest) -> bool:
+        return _refresh(self._path(digest))
+
+    def modified(self, digest: Digest) -> float | None:
+        try:
+            return self._path(digest).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def list(self) -> Iterator[StoredObject]:
+        for algorithm in _scan(self._blobs):
+            if not _ALGORITHM.fullmatch(algorithm.name):
+                continue
+            for fanout in _scan(Path(algorithm.path)):
+                for entry in _scan(Path(fanout.path)):
+                    digest = Digest.try_parse(f"{algorithm.name}:{entry.name}")
+                    info = _stat(entry) if digest is not None else None
+                    if digest is not None and info is not None:
+                        yield StoredObject(str(digest), info.st_size, info.st_mtime)
+
+    def delete(self, digest: Digest, older_than: float | None = None) -> bool:
+        final = self._path(digest)
+        if older_than is None:
+            try:
+                final.unlink()
+            except FileNotFoundError:
+                return False
+            return True
+        taken = self._uploads / f".gc-{digest.hex}-{uuid.uuid4().hex}"
+        try:
+            os.rename(final, taken)
+        except FileNotFoundError:
+            return False
+        if taken.stat().st_mtime >= older_than:  # stored again before the rename: put it back
+            with contextlib.suppress(FileExistsError):  # a commit after it installed a copy
+                os.link(taken, final)
+            taken.unlink()
+            return False
+        taken.unlink()
+        return True
 
     def download_url(self, digest: Digest, expires_in: int) -> str | None:
         return None

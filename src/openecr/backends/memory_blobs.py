@@ -4,6 +4,7 @@ process). It keeps the port's token rule exactly as the filesystem driver does."
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from openecr.domain.digest import Digest
 from openecr.domain.model import UploadState
 from openecr.errors import BlobNotFound, InvalidLayerPart, UploadNotFound
+from openecr.ports.blobs import StoredObject
 
 CHUNK = 1024 * 1024
 
@@ -20,6 +22,7 @@ class _Session:
     data: bytearray = field(default_factory=bytearray)
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     writing: bool = False
+    modified: float = field(default_factory=time.time)
 
 
 def _gone(key: str) -> UploadNotFound:
@@ -55,6 +58,7 @@ class _MemoryWriter:
             for part in self._parts:
                 self._session.data += part
             self._session.token = uuid.uuid4().hex
+            self._session.modified = time.time()
             self._session.writing = False
             self._done = True
             return UploadState(self._state.key, self._size, self._session.token, self._state.extra)
@@ -72,6 +76,7 @@ class MemoryBlobDriver:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._blobs: dict[str, bytes] = {}
+        self._modified: dict[str, float] = {}  # a blob's last commit or put
         self._sessions: dict[str, _Session] = {}
 
     def _current(self, state: UploadState) -> _Session:
@@ -117,15 +122,26 @@ class MemoryBlobDriver:
                     "Another request is writing to this upload; retry when it has finished"
                 )
             self._blobs.setdefault(digest, bytes(session.data[: state.size]))
+            self._modified[digest] = time.time()
             del self._sessions[state.key]
 
     def abort(self, state: UploadState) -> None:
         with self._lock:
             self._sessions.pop(state.key, None)
 
+    def list_uploads(self) -> Iterator[StoredObject]:
+        with self._lock:
+            found = [StoredObject(k, len(s.data), s.modified) for k, s in self._sessions.items()]
+        return iter(found)
+
+    def discard_upload(self, key: str) -> None:
+        with self._lock:
+            self._sessions.pop(key, None)
+
     def put(self, digest: Digest, data: bytes) -> None:
         with self._lock:
             self._blobs.setdefault(digest, bytes(data))
+            self._modified[digest] = time.time()
 
     def stat(self, digest: Digest) -> int | None:
         data = self._blobs.get(digest)
@@ -138,9 +154,30 @@ class MemoryBlobDriver:
         end = len(data) if length is None else min(len(data), offset + length)
         return iter([data[i : min(i + CHUNK, end)] for i in range(offset, end, CHUNK)])
 
-    def delete(self, digest: Digest) -> None:
+    def touch(self, digest: Digest) -> bool:
         with self._lock:
-            self._blobs.pop(digest, None)
+            if digest not in self._blobs:
+                return False
+            self._modified[digest] = time.time()
+            return True
+
+    def modified(self, digest: Digest) -> float | None:
+        return self._modified.get(digest)
+
+    def list(self) -> Iterator[StoredObject]:
+        with self._lock:
+            found = [StoredObject(d, len(b), self._modified[d]) for d, b in self._blobs.items()]
+        return iter(found)
+
+    def delete(self, digest: Digest, older_than: float | None = None) -> bool:
+        with self._lock:
+            if digest not in self._blobs:
+                return False
+            if older_than is not None and self._modified[digest] >= older_than:
+                return False
+            del self._blobs[digest]
+            del self._modified[digest]
+            return True
 
     def download_url(self, digest: Digest, expires_in: int) -> str | None:
         return None

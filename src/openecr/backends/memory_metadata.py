@@ -53,10 +53,11 @@ class _Rows:
     links: set[str]  # linked blob digests
     resource_tags: dict[str, str]
     documents: dict[str, str]  # kind: body
+    image_blobs: dict[str, frozenset[str]]  # image digest: the blobs it keeps alive
 
     @classmethod
     def empty(cls) -> _Rows:
-        return cls({}, {}, set(), set(), {}, {})
+        return cls({}, {}, set(), set(), {}, {}, {})
 
     def copy(self) -> _Rows:
         return _Rows(
@@ -66,6 +67,7 @@ class _Rows:
             set(self.links),
             dict(self.resource_tags),
             dict(self.documents),
+            dict(self.image_blobs),
         )
 
     def tags_by_digest(self, digests: Collection[str]) -> dict[str, list[str]]:
@@ -266,6 +268,7 @@ class MemoryTransaction:
             del rows.tags[tag]
         rows.refs = {(parent, child) for parent, child in rows.refs if parent != digest}
         rows.images.pop(digest, None)
+        rows.image_blobs.pop(digest, None)
 
     def list_images(
         self,
@@ -323,6 +326,10 @@ class MemoryTransaction:
             raise ConstraintError(f"references of {parent} exist in {repo_id}")
         rows.refs |= added
 
+    def add_image_blobs(self, repo_id: int, image: str, blobs: Sequence[str]) -> None:
+        rows = self._own(repo_id)
+        rows.image_blobs[image] = rows.image_blobs.get(image, frozenset()) | frozenset(blobs)
+
     def list_tags(self, repo_id: int, after: str | None, limit: int | None) -> list[str]:
         found = sorted(t for t in self._rows(repo_id).tags if after is None or t > after)
         return found if limit is None else found[:limit]
@@ -364,6 +371,29 @@ class MemoryTransaction:
     def get_blob(self, digest: str) -> BlobInfo | None:
         return self._state.blobs.get(digest)
 
+    def blobs_in_use(self) -> set[str]:
+        found: set[str] = set()
+        for rows in self._state.rows.values():
+            for blobs in rows.image_blobs.values():
+                found |= blobs
+        return found
+
+    def blob_in_use(self, digest: str) -> bool:
+        return any(
+            digest in blobs
+            for rows in self._state.rows.values()
+            for blobs in rows.image_blobs.values()
+        )
+
+    def forget_blob(self, digest: str) -> bool:
+        state = self._writing()
+        if self.blob_in_use(digest):
+            return False
+        for repo_id in [r for r, rows in state.rows.items() if digest in rows.links]:
+            self._own(repo_id).links.discard(digest)
+        state.blobs.pop(digest, None)
+        return True
+
     # uploads
     def create_upload(self, upload: UploadSession) -> None:
         state = self._writing()
@@ -374,13 +404,23 @@ class MemoryTransaction:
     def get_upload(self, upload_id: str) -> UploadSession | None:
         return self._state.uploads.get(upload_id)
 
-    def update_upload(self, upload_id: str, expected_token: str, state: UploadState) -> bool:
+    def update_upload(
+        self, upload_id: str, expected_token: str, state: UploadState, at: datetime | None = None
+    ) -> bool:
         uploads = self._writing().uploads
         found = uploads.get(upload_id)
         if found is None or found.state.token != expected_token:
             return False
-        uploads[upload_id] = replace(found, state=state)
+        updated = found.updated_at if at is None else _instant(at)
+        uploads[upload_id] = replace(found, state=state, updated_at=updated)
         return True
+
+    def list_uploads(self, repo_id: int | None = None) -> list[UploadSession]:
+        found = self._state.uploads.values()
+        return sorted(
+            (u for u in found if repo_id is None or u.repository_id == repo_id),
+            key=lambda u: u.id,
+        )
 
     def delete_upload(self, upload_id: str) -> None:
         self._writing().uploads.pop(upload_id, None)

@@ -79,6 +79,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds between lifecycle policy runs (3600; 0 turns them off)",
     )
     parser.add_argument(
+        "--gc-interval",
+        type=float,
+        help="seconds between garbage collections of unreferenced blobs and expired upload "
+        "sessions (3600; 0 turns them off)",
+    )
+    parser.add_argument(
+        "--gc-grace",
+        type=float,
+        help="seconds an unreferenced blob is kept after it was last stored, so pushes in "
+        "flight keep their blobs (3600)",
+    )
+    parser.add_argument(
+        "--upload-expiry",
+        type=float,
+        help="seconds of inactivity after which an upload session expires (86400)",
+    )
+    parser.add_argument(
         "--no-pull-times",
         dest="pull_times",
         action="store_false",
@@ -131,6 +148,9 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = N
         replication_lease=args.replication_lease,
         replication_chunk=args.replication_chunk,
         vulnerability_db=args.vulnerability_db,
+        gc_interval=args.gc_interval,
+        gc_grace=args.gc_grace,
+        upload_expiry=args.upload_expiry,
     )
 
 

@@ -166,3 +166,28 @@ def _schema1(raw: bytes, doc: dict[str, Any], media_type: str, digest: str) -> M
             raise _invalid(f"fsLayers[{i}] has an invalid blobSum")
         seen.setdefault(blob, Descriptor(mt.DOCKER_LAYER, blob, 0))
     return Manifest(raw, media_type, digest, None, tuple(seen.values()), (), None, None)
+
+
+def blob_references(manifest: Manifest) -> tuple[str, ...]:
+    """Every digest a stored image keeps alive in the blob store: the manifest's own digest, its
+    config and layers, the children of a list or index and the subject of a referrer (what
+    garbage collection must never reclaim while the image exists)."""
+    found = [manifest.digest]
+    if manifest.config is not None:
+        found.append(manifest.config.digest)
+    found.extend(layer.digest for layer in manifest.layers)
+    found.extend(child.digest for child in manifest.children)
+    if manifest.subject is not None:
+        found.append(manifest.subject)
+    return tuple(dict.fromkeys(found))
+
+
+def stored_references(raw: bytes, media_type: str, digest: str) -> tuple[str, ...]:
+    """:func:`blob_references` of a manifest already stored (``digest`` is its image digest,
+    which a sha512 push makes differ from the sha256 of ``raw``); a manifest that no longer
+    parses (stored leniently by an older version) references only itself."""
+    try:
+        parsed = parse_manifest(raw, media_type)
+    except ManifestInvalid:
+        return (digest,)
+    return tuple(dict.fromkeys((digest, *blob_references(parsed)[1:])))

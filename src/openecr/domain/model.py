@@ -144,6 +144,13 @@ class UploadSession:
     repository_id: int
     created_at: datetime
     state: UploadState
+    # the last part's time (None: none since the session began); not part of equality
+    updated_at: datetime | None = field(default=None, compare=False)
+
+    @property
+    def active_at(self) -> datetime:
+        """When the session last changed: what upload expiry measures inactivity from."""
+        return self.updated_at or self.created_at
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,15 +11,31 @@ between requests (so a session started on one process or replica continues on an
 driver's rule for states: *while a state's token is current, the first ``size`` bytes of its
 session never change*; every finished write makes a new token, so a state read before another
 request's write is stale, and the driver refuses it (``InvalidLayerPart``).
+
+Garbage collection (``openecr.service.gc``) relies on one more rule: *a blob's modification
+time is refreshed whenever a commit or put finds it already stored*, and ``delete`` with
+``older_than`` keeps a blob modified since. So a blob stored again while the collector decides
+to take it survives (see docs/garbage-collection.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from openecr.domain.digest import Digest
 from openecr.domain.model import UploadState
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """A committed blob or an upload session's bytes, as a listing sees it: its name (a digest,
+    or a session key), size and modification time (seconds since the epoch)."""
+
+    name: str
+    size: int
+    modified: float
 
 
 class UploadWriter(Protocol):
@@ -68,7 +84,8 @@ class BlobDriver(Protocol):
 
     def commit(self, state: UploadState, digest: Digest) -> None:
         """Make the session's bytes the blob ``digest`` (the caller verified them; a blob
-        already stored under ``digest`` is kept) and end the session. Raises
+        already stored under ``digest`` is kept, its modification time refreshed) and end the
+        session. Raises
         InvalidLayerPart when ``state`` is not current, UploadNotFound when it is gone."""
         ...
 
@@ -76,10 +93,21 @@ class BlobDriver(Protocol):
         """End a session and drop its bytes; a session already gone is ignored."""
         ...
 
+    def list_uploads(self) -> Iterator[StoredObject]:
+        """The bytes the driver keeps for upload sessions (and what interrupted writes left
+        there), by key, each with the time it was last written."""
+        ...
+
+    def discard_upload(self, key: str) -> None:
+        """Drop what :meth:`list_uploads` listed under ``key`` (a session whose metadata is
+        gone); a key already gone is ignored."""
+        ...
+
     # --- committed blobs ---------------------------------------------------------------------
 
     def put(self, digest: Digest, data: bytes) -> None:
-        """Store small ``data`` (verified by the caller to hash to ``digest``) in one step."""
+        """Store small ``data`` (verified by the caller to hash to ``digest``) in one step; a
+        blob already stored is kept, its modification time refreshed."""
         ...
 
     def stat(self, digest: Digest) -> int | None:
@@ -91,8 +119,24 @@ class BlobDriver(Protocol):
         when absent, before the first chunk is asked for."""
         ...
 
-    def delete(self, digest: Digest) -> None:
-        """Remove a committed blob; a missing blob is ignored."""
+    def touch(self, digest: Digest) -> bool:
+        """Refresh the committed blob's modification time to now; False when it is absent
+        (also when a ``delete`` took it while this call ran)."""
+        ...
+
+    def modified(self, digest: Digest) -> float | None:
+        """The committed blob's modification time (seconds since the epoch), or None."""
+        ...
+
+    def list(self) -> Iterator[StoredObject]:
+        """Every committed blob (``name`` is its digest), in no particular order. Blobs
+        committed or deleted while the listing runs may or may not appear."""
+        ...
+
+    def delete(self, digest: Digest, older_than: float | None = None) -> bool:
+        """Remove a committed blob and return whether it did. With ``older_than`` (seconds
+        since the epoch) a blob modified at or after that time is kept, also when a commit or
+        put refreshes it while this call runs. A missing blob is ignored (False)."""
         ...
 
     def download_url(self, digest: Digest, expires_in: int) -> str | None:

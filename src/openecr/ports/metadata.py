@@ -134,6 +134,11 @@ class Transaction(Protocol):
 
     def add_references(self, repo_id: int, parent: str, children: Sequence[str]) -> None: ...
 
+    def add_image_blobs(self, repo_id: int, image: str, blobs: Sequence[str]) -> None:
+        """Record that the image ``image`` of the repository keeps the blobs ``blobs`` alive
+        (idempotent); the records go with the image (``delete_image``, ``delete_repository``)."""
+        ...
+
     def list_tags(self, repo_id: int, after: str | None, limit: int | None) -> list[str]:
         """Tag names of a repository in byte order, those after ``after`` only, at most
         ``limit`` of them (None: all)."""
@@ -167,6 +172,19 @@ class Transaction(Protocol):
         """A committed blob in any repository of any registry."""
         ...
 
+    def blobs_in_use(self) -> set[str]:
+        """Every digest some image of some repository keeps alive (``add_image_blobs``)."""
+        ...
+
+    def blob_in_use(self, digest: str) -> bool:
+        """Whether some image of some repository keeps ``digest`` alive."""
+        ...
+
+    def forget_blob(self, digest: str) -> bool:
+        """Unless some image keeps ``digest`` alive, forget the blob (and every repository's
+        link to it) and return True; else change nothing and return False."""
+        ...
+
     # uploads
     def create_upload(self, upload: UploadSession) -> None:
         """Record a new session (its id must be new: a taken one fails)."""
@@ -174,9 +192,16 @@ class Transaction(Protocol):
 
     def get_upload(self, upload_id: str) -> UploadSession | None: ...
 
-    def update_upload(self, upload_id: str, expected_token: str, state: UploadState) -> bool:
-        """Replace the session's state if its token is still ``expected_token``; return
-        whether it did: False when the session is gone or another write changed it first."""
+    def update_upload(
+        self, upload_id: str, expected_token: str, state: UploadState, at: datetime | None = None
+    ) -> bool:
+        """Replace the session's state if its token is still ``expected_token`` (and record
+        ``at`` as its ``updated_at``); return whether it did: False when the session is gone or
+        another write changed it first."""
+        ...
+
+    def list_uploads(self, repo_id: int | None = None) -> list[UploadSession]:
+        """The open sessions of a repository (None: of every repository)."""
         ...
 
     def delete_upload(self, upload_id: str) -> None:

@@ -108,7 +108,9 @@ class PartUpload:
             return self.base
         state = self.writer.finish()
         with self.service.meta.write() as tx:
-            kept = tx.update_upload(self.upload_id, self.session.state.token, state)
+            kept = tx.update_upload(
+                self.upload_id, self.session.state.token, state, self.service.clock()
+            )
         if not kept:
             raise InvalidLayerPart(
                 "The upload was changed by another request while this part was written"
@@ -250,8 +252,18 @@ class BlobService:
             raise UploadNotFound(UPLOAD_NOT_FOUND) from None
         blob = BlobInfo(digest, session.state.size)
         with self.meta.write() as tx:
-            tx.link_blob(session.repository_id, blob)
+            # refreshed inside the link's transaction: a collection that forgot the blob
+            # before this one then keeps its bytes, or took them already (docs/garbage-
+            # collection.md)
+            kept = self.blobs.touch(digest)
+            if kept:
+                tx.link_blob(session.repository_id, blob)
             tx.delete_upload(upload_id)
+        if not kept:
+            raise UploadNotFound(
+                "The uploaded content was garbage-collected before the upload completed; "
+                "upload it again"
+            )
         return blob
 
     # --- blobs of a repository -------------------------------------------------------------
@@ -316,7 +328,7 @@ class BlobService:
                 return None
             origin = tx.get_repository(registry_id, source)
             blob = tx.get_linked_blob(origin.id, digest) if origin is not None else None
-            if blob is None or self.blobs.stat(digest) is None:
+            if blob is None or not self.blobs.touch(digest):
                 return None
             tx.link_blob(repo.id, blob)
         return blob

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from openecr.domain.digest import Digest
 from openecr.domain.model import UploadState
 from openecr.errors import InvalidLayer
-from openecr.ports.blobs import BlobDriver, UploadWriter
+from openecr.ports.blobs import BlobDriver, StoredObject, UploadWriter
 
 MAX_RUNNING_HASHES = 4096  # per process; past this the oldest is dropped (its commit re-reads)
 
@@ -123,8 +123,23 @@ class BlobStore:
     def open(self, digest: Digest, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         return self.driver.open(digest, offset, length)
 
-    def delete(self, digest: Digest) -> None:
-        self.driver.delete(digest)
+    def touch(self, digest: Digest) -> bool:
+        return self.driver.touch(digest)
+
+    def modified(self, digest: Digest) -> float | None:
+        return self.driver.modified(digest)
+
+    def list(self) -> Iterator[StoredObject]:
+        return self.driver.list()
+
+    def delete(self, digest: Digest, older_than: float | None = None) -> bool:
+        return self.driver.delete(digest, older_than)
+
+    def list_uploads(self) -> Iterator[StoredObject]:
+        return self.driver.list_uploads()
+
+    def discard_upload(self, key: str) -> None:
+        self.driver.discard_upload(key)
 
     def download_url(self, digest: Digest, expires_in: int) -> str | None:
         return self.driver.download_url(digest, expires_in)

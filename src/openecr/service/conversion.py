@@ -122,7 +122,7 @@ class ManifestConverter:
         if built is None:
             return None
         if built.uses_empty_tar:
-            self._ensure_empty_tar(image.repository_id)
+            self._ensure_empty_tar(image.repository_id, image.digest)
         return built.manifest
 
     def _read(self, digest: Digest) -> bytes | None:
@@ -134,13 +134,20 @@ class ManifestConverter:
         except OpenEcrError:  # removed since the size check
             return None
 
-    def _ensure_empty_tar(self, repository_id: int) -> None:
-        """Make the gzipped empty tar a blob of the repository (idempotent)."""
+    def _ensure_empty_tar(self, repository_id: int, image: str) -> None:
+        """Make the gzipped empty tar a blob of the repository, kept alive by ``image`` (whose
+        schema 1 form lists it) for garbage collection (idempotent)."""
         digest = conv.EMPTY_TAR_DIGEST
         with self.meta.read() as tx:
-            if tx.get_linked_blob(repository_id, digest) is not None:
+            linked = tx.get_linked_blob(repository_id, digest) is not None
+            if linked and tx.blob_in_use(digest) and self.blobs.stat(Digest.parse(digest)):
                 return
-        if self.blobs.stat(Digest.parse(digest)) is None:
-            self.blobs.put(conv.GZIPPED_EMPTY_TAR)
-        with self.meta.write() as tx:
-            tx.link_blob(repository_id, BlobInfo(digest, len(conv.GZIPPED_EMPTY_TAR)))
+        for _attempt in range(3):
+            self.blobs.put(conv.GZIPPED_EMPTY_TAR)  # refreshes it when it is there
+            with self.meta.write() as tx:
+                if not self.blobs.touch(Digest.parse(digest)):
+                    continue  # collected between the put and this transaction
+                if tx.get_image(repository_id, image) is not None:
+                    tx.add_image_blobs(repository_id, image, [digest])
+                tx.link_blob(repository_id, BlobInfo(digest, len(conv.GZIPPED_EMPTY_TAR)))
+                return

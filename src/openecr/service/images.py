@@ -20,7 +20,7 @@ from openecr.domain import mediatypes as mt
 from openecr.domain import names
 from openecr.domain.conversion import served_digest
 from openecr.domain.digest import Digest
-from openecr.domain.manifest import Manifest, parse_manifest
+from openecr.domain.manifest import Manifest, blob_references, parse_manifest
 from openecr.domain.model import (
     FailureCode,
     ImageFailure,
@@ -420,6 +420,7 @@ class ImageService:
             subject=manifest.subject,
         )
         tx.insert_image(record)
+        tx.add_image_blobs(repo.id, manifest.digest, blob_references(manifest))
         if manifest.is_index:
             tx.add_references(repo.id, manifest.digest, [c.digest for c in manifest.children])
         return record

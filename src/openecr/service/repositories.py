@@ -17,6 +17,7 @@ from openecr.errors import (
     TooManyTags,
 )
 from openecr.ports.metadata import MetadataStore
+from openecr.service.blobstore import BlobStore
 from openecr.service.common import Clock, require_repository, utcnow
 from openecr.service.paging import decode_token, encode_token
 
@@ -95,9 +96,12 @@ class NewRepository:
 
 
 class RepositoryService:
-    def __init__(self, meta: MetadataStore, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, meta: MetadataStore, clock: Clock = utcnow, blobs: BlobStore | None = None
+    ) -> None:
         self.meta = meta
         self.clock = clock
+        self.blobs = blobs  # where deleted repositories' upload sessions are dropped
 
     def create(self, registry_id: str, spec: NewRepository) -> Repository:
         """Create a repository; raises RepositoryAlreadyExists, InvalidParameter, TooManyTags."""
@@ -157,13 +161,18 @@ class RepositoryService:
         return found, encode_token(found[-1].name, "repositories") if more else None
 
     def delete(self, registry_id: str, name: str, force: bool) -> Repository:
-        """Delete a repository; without ``force`` it must hold no images."""
+        """Delete a repository; without ``force`` it must hold no images. Its open upload
+        sessions go with it, bytes included; its blobs stay for garbage collection."""
         with self.meta.write() as tx:
             repo = require_repository(tx, registry_id, name)
             if not force and tx.count_images(repo.id) > 0:
                 raise RepositoryNotEmpty(name, account_of(registry_id))
+            sessions = tx.list_uploads(repo.id)
             tx.delete_repository(repo.id)
-            return repo
+        if self.blobs is not None:
+            for session in sessions:
+                self.blobs.abort(session.state)
+        return repo
 
     def put_tag_mutability(
         self,

@@ -96,10 +96,16 @@ def handle(registry: Registry, caller: Caller, target: str | None, body: bytes) 
         name = operation_name(target)
         try:
             params = json.loads(body or b"{}")
-        except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: deep nesting
-            raise SerializationError("Start of structure or map found where not expected") from None
+        except UnicodeDecodeError:
+            raise SerializationError("The request body is not valid UTF-8 JSON") from None
+        except json.JSONDecodeError as error:
+            raise SerializationError(
+                f"The request body is not valid JSON: {error.msg} at character {error.pos}"
+            ) from None
+        except (ValueError, RecursionError):  # RecursionError: deep nesting
+            raise SerializationError("The request body is not valid JSON") from None
         if not isinstance(params, dict):
-            raise SerializationError("Start of structure or map found where not expected")
+            raise SerializationError("The request body must be a JSON object")
         shape = service_model().operation_model(name).input_shape
         if shape is not None:
             validate(shape, params, "input")

@@ -22,8 +22,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    insert,
     inspect,
+    select,
 )
+
+from openecr.domain.manifest import stored_references
 
 metadata = MetaData()
 
@@ -84,6 +88,18 @@ image_refs = Table(
     Index("ix_image_refs_child", "repository_id", "child"),
 )
 
+# the blobs each image keeps alive (garbage collection's marks): filled at image insert,
+# backfilled from the stored manifests when an older data dir first gets the table
+image_blobs = Table(
+    "image_blobs",
+    metadata,
+    Column("repository_id", Integer, nullable=False),
+    Column("image", String(140), nullable=False),
+    Column("blob", String(140), nullable=False),
+    PrimaryKeyConstraint("repository_id", "image", "blob"),
+    Index("ix_image_blobs_blob", "blob"),
+)
+
 blobs = Table(
     "blobs",
     metadata,
@@ -107,6 +123,7 @@ upload_sessions = Table(
     Column("id", String(64), primary_key=True),
     Column("repository_id", Integer, nullable=False),
     Column("created_at", Double, nullable=False),
+    Column("updated_at", Double),  # the last part's time; NULL: none since created_at
     Column("store_key", String(1024), nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("token", String(256), nullable=False),
@@ -153,6 +170,7 @@ ADDED_COLUMNS = {
     ("images", "last_archived_at"): "DOUBLE PRECISION",
     ("images", "last_activated_at"): "DOUBLE PRECISION",
     ("images", "last_pulled_at"): "DOUBLE PRECISION",
+    ("upload_sessions", "updated_at"): "DOUBLE PRECISION",
 }
 
 # VARCHAR columns widened since a table was first created: (table, column) -> the new length
@@ -185,3 +203,19 @@ def create_schema(engine: Engine) -> None:
                         f"ALTER TABLE {table} ALTER COLUMN {column} TYPE VARCHAR({length})"
                     )
     metadata.create_all(engine)
+    if "images" in existing and "image_blobs" not in existing:
+        _backfill_image_blobs(engine)
+
+
+def _backfill_image_blobs(engine: Engine) -> None:
+    """Record the blobs of every image stored before ``image_blobs`` existed."""
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(images.c.repository_id, images.c.digest, images.c.manifest, images.c.media_type)
+        )
+        for repo_id, digest, manifest, media_type in rows.all():
+            refs = stored_references(bytes(manifest), media_type, digest)
+            conn.execute(
+                insert(image_blobs),
+                [{"repository_id": repo_id, "image": digest, "blob": ref} for ref in refs],
+            )

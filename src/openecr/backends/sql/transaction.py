@@ -29,6 +29,7 @@ from openecr.backends.sql.schema import (
     blob_links,
     blobs,
     documents,
+    image_blobs,
     image_refs,
     images,
     repositories,
@@ -48,6 +49,12 @@ from openecr.domain.model import (
     UploadSession,
     UploadState,
 )
+
+
+def _upload_from(row: Any) -> UploadSession:
+    state = UploadState(row.store_key, row.size, row.token, row.extra)
+    updated = None if row.updated_at is None else dt(row.updated_at)
+    return UploadSession(row.id, row.repository_id, dt(row.created_at), state, updated)
 
 
 class SqlTransaction:
@@ -110,6 +117,7 @@ class SqlTransaction:
             images,
             tags,
             image_refs,
+            image_blobs,
             blob_links,
             upload_sessions,
             resource_tags,
@@ -204,6 +212,11 @@ class SqlTransaction:
             )
         )
         self.conn.execute(
+            delete(image_blobs).where(
+                image_blobs.c.repository_id == repo_id, image_blobs.c.image == digest
+            )
+        )
+        self.conn.execute(
             delete(images).where(images.c.repository_id == repo_id, images.c.digest == digest)
         )
 
@@ -288,6 +301,21 @@ class SqlTransaction:
                 [{"repository_id": repo_id, "parent": parent, "child": c} for c in unique],
             )
 
+    def add_image_blobs(self, repo_id: int, image: str, blobs: Sequence[str]) -> None:
+        c = image_blobs.c
+        have = {
+            r.blob
+            for r in self.conn.execute(
+                select(c.blob).where(c.repository_id == repo_id, c.image == image)
+            )
+        }
+        new = [b for b in dict.fromkeys(blobs) if b not in have]
+        if new:
+            self.conn.execute(
+                insert(image_blobs),
+                [{"repository_id": repo_id, "image": image, "blob": b} for b in new],
+            )
+
     def list_tags(self, repo_id: int, after: str | None, limit: int | None) -> list[str]:
         # byte order on every database (PostgreSQL would otherwise sort by its locale)
         column = tags.c.tag if self.conn.dialect.name == "sqlite" else tags.c.tag.collate("C")
@@ -342,6 +370,20 @@ class SqlTransaction:
         row = GET_BLOB.first(self.conn, digest=digest)
         return BlobInfo(*row) if row else None
 
+    def blobs_in_use(self) -> set[str]:
+        return {r.blob for r in self.conn.execute(select(image_blobs.c.blob).distinct())}
+
+    def blob_in_use(self, digest: str) -> bool:
+        query = select(image_blobs.c.blob).where(image_blobs.c.blob == digest).limit(1)
+        return self.conn.execute(query).first() is not None
+
+    def forget_blob(self, digest: str) -> bool:
+        if self.blob_in_use(digest):
+            return False
+        self.conn.execute(delete(blob_links).where(blob_links.c.digest == digest))
+        self.conn.execute(delete(blobs).where(blobs.c.digest == digest))
+        return True
+
     # uploads
     def create_upload(self, upload: UploadSession) -> None:
         state = upload.state
@@ -363,16 +405,33 @@ class SqlTransaction:
         ).first()
         if row is None:
             return None
-        state = UploadState(row.store_key, row.size, row.token, row.extra)
-        return UploadSession(row.id, row.repository_id, dt(row.created_at), state)
+        return _upload_from(row)
 
-    def update_upload(self, upload_id: str, expected_token: str, state: UploadState) -> bool:
+    def update_upload(
+        self, upload_id: str, expected_token: str, state: UploadState, at: datetime | None = None
+    ) -> bool:
+        values: dict[str, Any] = {
+            "store_key": state.key,
+            "size": state.size,
+            "token": state.token,
+            "extra": state.extra,
+        }
+        if at is not None:
+            values["updated_at"] = ts(at)
         result = self.conn.execute(
             update(upload_sessions)
             .where(upload_sessions.c.id == upload_id, upload_sessions.c.token == expected_token)
-            .values(store_key=state.key, size=state.size, token=state.token, extra=state.extra)
+            .values(values)
         )
         return bool(result.rowcount)
+
+    def list_uploads(self, repo_id: int | None = None) -> list[UploadSession]:
+        query = select(upload_sessions)
+        if repo_id is not None:
+            query = query.where(upload_sessions.c.repository_id == repo_id)
+        return [
+            _upload_from(row) for row in self.conn.execute(query.order_by(upload_sessions.c.id))
+        ]
 
     def delete_upload(self, upload_id: str) -> None:
         self.conn.execute(delete(upload_sessions).where(upload_sessions.c.id == upload_id))
