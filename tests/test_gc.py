@@ -177,7 +177,7 @@ def test_the_server_collects_periodically(make_server: ServerFactory) -> None:
     server = make_server("--gc-interval", "0.05", "--gc-grace", "0")
     ecr = server.client()
     ecr.create_repository(repositoryName="gc/periodic")
-    upload_blob(ecr, "gc/periodic", b"a layer nobody references")
+    upload(ecr, "gc/periodic", b"a layer nobody references")
     orphan = server.data_dir / "uploads" / ("0" * 32)
     orphan.write_bytes(b"an orphaned session's bytes")
     os.utime(orphan, (1, 1))  # unwritten for longer than the upload expiry
