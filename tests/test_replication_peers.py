@@ -165,6 +165,20 @@ def test_images_reach_a_peer_with_templates_tags_and_no_blob_twice(
             doc["config"]["digest"],
         }
         assert all(sent.count(d) == 2 for d in layer_digests)  # started and finished, once
+        # the same layers in another repository are mounted at the peer, not sent again
+        ecr.create_repository(repositoryName="team/other")
+        for digest_ in [*layer_digests, doc["config"]["digest"]]:
+            blob = dest_ecr.get_download_url_for_layer(
+                registryId=DEST, repositoryName="team/app", layerDigest=digest_
+            )["downloadUrl"]
+            upload_blob(ecr, "team/other", httpx.get(blob, timeout=60).content)
+        third = ecr.put_image(repositoryName="team/other", imageManifest=raw2.decode())
+        _complete(ecr, "team/other", third["image"]["imageId"]["imageDigest"])
+        assert _manifest(dest_ecr, "team/other", imageDigest=digest2) == raw2
+        text = source.log.read_text()
+        sent = re.findall(r"blob (sha256:[0-9a-f]{64}) \d+/\d+ bytes", text)
+        assert all(sent.count(d) == 2 for d in layer_digests)
+        assert all(f"mounted {d} into team/other" in text for d in layer_digests)
 
         # the aws CLI reads the status and the configuration
         status = aws_json(

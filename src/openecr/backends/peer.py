@@ -4,6 +4,7 @@ ECR JSON API (repositories, creation templates, tokens; signed with botocore) an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -65,6 +66,7 @@ class HttpPeer(PeerRegistry):
         self._token: tuple[str, float] | None = None
         self._lock = threading.Lock()
         self._repositories: set[str] = set()  # known to exist at the peer
+        self._holders: dict[str, str] = {}  # blob digest -> a repository holding it at the peer
 
     # --- the ECR API --------------------------------------------------------------------------
 
@@ -211,8 +213,26 @@ class HttpPeer(PeerRegistry):
         raise AssertionError("unreachable")
 
     def has_blob(self, name: str, digest: str) -> bool:
+        """Whether repository ``name`` holds the blob; one held by another repository of the
+        registry (that this process saw there) is mounted into it, so it is not sent again."""
         response = self._v2("HEAD", f"/v2/{name}/blobs/{digest}", (200, 404))
-        return response.status == 200
+        if response.status == 200:
+            self._holders[digest] = name
+            return True
+        holder = self._holders.get(digest)
+        if holder is None or holder == name:
+            return False
+        mounted = self._v2(
+            "POST",
+            f"/v2/{name}/blobs/uploads/?mount={quote(digest)}&from={quote(holder)}",
+            (201, 202),
+        )
+        if mounted.status == 202:  # not mounted: drop the session the peer opened instead
+            with contextlib.suppress(PeerRefused):
+                self._v2("DELETE", mounted.headers["Location"], (204,))
+            return False
+        log.info("mounted %s into %s at %s from %s", digest, name, self.host, holder)
+        return True
 
     def _resume(self, location: str) -> tuple[str, int] | None:
         """Where an earlier upload stands at the peer (location, offset), or None when the
@@ -261,6 +281,7 @@ class HttpPeer(PeerRegistry):
                 progress(digest, location, offset)
         separator = "&" if "?" in location else "?"
         self._v2("PUT", f"{location}{separator}digest={quote(digest)}", (201,), body=b"")
+        self._holders[digest] = name
 
     def put_manifest(self, name: str, reference: str, raw: bytes, media_type: str) -> None:
         self._v2(
