@@ -474,3 +474,44 @@ def test_excluded_principals_leave_pull_times_alone(
     as_(server, ALICE).batch_get_image(repositoryName=name, imageIds=[{"imageTag": "api"}])
     server.restart()
     assert pulled("api")
+
+
+def test_a_mount_needs_the_source_readable(secured: Server) -> None:
+    """A cross-repository mount reads the source: without GetDownloadUrlForLayer there it is an
+    ordinary upload session (202), not a mount (201)."""
+    owner, alice = as_(secured, A_ROOT), as_(secured, ALICE)
+    source, target = unique("mount-src"), unique("mount-dst")
+    for name in (source, target):
+        owner.create_repository(repositoryName=name)
+    _, manifest = pushed(owner, source)
+    layer = manifest["layers"][0]["digest"]
+    path = f"/v2/{target}/blobs/uploads/?mount={layer}&from={source}"
+    with httpx.Client(base_url=secured.endpoint) as client:
+        owner_headers = token_headers(secured, A_ROOT)
+        owner.set_repository_policy(
+            repositoryName=source,
+            policyText=policy(
+                statement(
+                    Effect="Deny", Principal={"AWS": ALICE}, Action="ecr:GetDownloadUrlForLayer"
+                )
+            ),
+        )
+        response = client.post(path, headers=token_headers(secured, ALICE))
+        assert response.status_code == 202  # an upload session: nothing was mounted
+        assert client.head(f"/v2/{target}/blobs/{layer}", headers=owner_headers).status_code == 404
+        response = client.post(path, headers=owner_headers)
+        assert response.status_code == 201
+    assert alice.describe_repositories(repositoryNames=[target])["repositories"]
+
+
+def test_get_authorization_token_is_not_refused_by_policy(secured: Server) -> None:
+    owner = as_(secured, A_ROOT)
+    owner.put_registry_policy(
+        policyText=policy(
+            statement(Effect="Deny", Principal="*", Action="ecr:GetAuthorizationToken")
+        )
+    )
+    try:
+        assert as_(secured, ALICE).get_authorization_token()["authorizationData"]
+    finally:
+        owner.delete_registry_policy()

@@ -10,7 +10,15 @@ from sqlalchemy import Connection, and_, bindparam, func, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Select
 
-from openecr.backends.sql.schema import blob_links, blobs, images, repositories, tags
+from openecr.backends.sql.schema import (
+    blob_links,
+    blobs,
+    documents,
+    images,
+    repositories,
+    repository_documents,
+    tags,
+)
 
 
 class Prepared:
@@ -131,6 +139,20 @@ GET_LINKED_BLOB = Prepared(
     .where(
         blob_links.c.repository_id == bindparam("repo_id"),
         blob_links.c.digest == bindparam("digest"),
+    )
+)
+# control-plane documents: read on every authenticated request (policies) and by other checks
+GET_DOCUMENT = Prepared(
+    select(documents.c.body).where(
+        documents.c.registry_id == bindparam("registry_id"),
+        documents.c.kind == bindparam("kind"),
+        documents.c.key == bindparam("key"),
+    )
+)
+GET_REPOSITORY_DOCUMENT = Prepared(
+    select(repository_documents.c.body).where(
+        repository_documents.c.repository_id == bindparam("repo_id"),
+        repository_documents.c.kind == bindparam("kind"),
     )
 )
 # A pull's lookup in one statement (the hot path of every manifest GET): the repository, the

@@ -10,9 +10,11 @@ from sqlalchemy import Connection, and_, delete, exists, func, insert, select, u
 
 from openecr.backends.sql.prepared import (
     GET_BLOB,
+    GET_DOCUMENT,
     GET_IMAGE,
     GET_LINKED_BLOB,
     GET_REPOSITORY,
+    GET_REPOSITORY_DOCUMENT,
     GET_TAG,
     IMAGE_COLUMNS,
     LOOKUP_IMAGE,
@@ -467,9 +469,8 @@ class SqlTransaction:
         return and_(c.registry_id == registry_id, c.kind == kind, c.key == key)
 
     def get_document(self, registry_id: str, kind: str, key: str) -> str | None:
-        query = select(documents.c.body).where(self._document(registry_id, kind, key))
-        body: str | None = self.conn.execute(query).scalar()
-        return body
+        row = GET_DOCUMENT.first(self.conn, registry_id=registry_id, kind=kind, key=key)
+        return None if row is None else str(row[0])
 
     def put_document(self, registry_id: str, kind: str, key: str, body: str) -> None:
         self.delete_document(registry_id, kind, key)
@@ -492,9 +493,8 @@ class SqlTransaction:
         return and_(c.repository_id == repo_id, c.kind == kind)
 
     def get_repository_document(self, repo_id: int, kind: str) -> str | None:
-        query = select(repository_documents.c.body).where(self._repository_document(repo_id, kind))
-        body: str | None = self.conn.execute(query).scalar()
-        return body
+        row = GET_REPOSITORY_DOCUMENT.first(self.conn, repo_id=repo_id, kind=kind)
+        return None if row is None else str(row[0])
 
     def put_repository_document(self, repo_id: int, kind: str, body: str) -> None:
         self.delete_repository_document(repo_id, kind)
