@@ -431,3 +431,20 @@ def test_scans_survive_a_restart(make_server: ServerFactory, tmp_path: Path) -> 
     )
     assert findings_of(found) == ALPINE_FINDINGS
     assert json.loads(json.dumps(found["imageScanStatus"]))["status"] == "COMPLETE"
+
+
+def test_a_registry_api_push_is_scanned_on_push(scanner: Server, client: Any) -> None:
+    import httpx
+
+    name = f"scan/v2-{uuid.uuid4().hex[:10]}"
+    client.create_repository(repositoryName=name, imageScanningConfiguration={"scanOnPush": True})
+    manifest = build_image(client, name, alpine_layers())  # blobs through the ECR API
+    with httpx.Client(base_url=scanner.endpoint, timeout=30) as v2:
+        put = v2.put(
+            f"/v2/{name}/manifests/3.19",
+            content=manifest.encode(),
+            headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        )
+    assert put.status_code == 201, put.text
+    digest = put.headers["Docker-Content-Digest"]
+    assert findings_of(_wait(client, name, digest)) == ALPINE_FINDINGS

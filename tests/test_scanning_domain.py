@@ -211,3 +211,30 @@ def test_the_test_database_loads_and_skips_what_is_not_a_record(
     assert "not-a-record.json" in caplog.text
     assert db.snapshot() is snapshot  # unchanged tree: not read again
     assert ("Debian", "openssl") in snapshot.index and ("Alpine", "busybox") in snapshot.index
+
+
+def test_advisories_covering_reported_cves_and_withdrawn_records_add_nothing() -> None:
+    def record(ident: str, upstream: list[str], **extra: object) -> dict[str, object]:
+        return {
+            "id": ident,
+            "upstream": upstream,
+            "affected": [
+                {
+                    "package": {"ecosystem": "Debian:12", "name": "openssl"},
+                    "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}],
+                }
+            ],
+            **extra,
+        }
+
+    records = [
+        parse_record(record("DSA-9999-1", ["CVE-2099-1", "CVE-2099-2"])),
+        parse_record(record("DEBIAN-CVE-2099-1", ["CVE-2099-1"])),
+        parse_record(record("DEBIAN-CVE-2099-2", ["CVE-2099-2"])),
+        parse_record(record("DSA-9998-1", ["CVE-2099-1", "CVE-2099-3"])),
+        parse_record(record("DEBIAN-CVE-2099-4", ["CVE-2099-4"], withdrawn="2099-01-01T00:00:00Z")),
+    ]
+    pkg = Package("libssl3", "3.0.11-1", "openssl", "3.0.11-1")
+    names = [f.name for f in match(records, Distribution("Debian", "12"), [pkg])]
+    # the DSA naming CVE-2099-3, which no other record reports, stays
+    assert names == ["CVE-2099-1", "CVE-2099-2", "DSA-9998-1"]

@@ -67,6 +67,8 @@ class Record:
     cvss3_score: float | None
     modified: datetime | None
     affected: tuple[Affected, ...]
+    cves: tuple[str, ...] = ()  # the CVEs the record names (its id, upstream, aliases)
+    withdrawn: bool = False
 
 
 def _rating(value: object) -> str | None:
@@ -179,6 +181,13 @@ def parse_record(doc: object) -> Record:
         versions = frozenset(str(v) for v in entry.get("versions") or ())
         affected.append(Affected(*known, package["name"], ranges, versions, urgency))
     details = doc.get("details") or doc.get("summary") or ""
+    cves = tuple(
+        dict.fromkeys(
+            a
+            for a in (doc["id"], *(doc.get("upstream") or ()), *(doc.get("aliases") or ()))
+            if isinstance(a, str) and a.startswith("CVE-")
+        )
+    )
     return Record(
         doc["id"],
         _name(doc),
@@ -189,6 +198,8 @@ def parse_record(doc: object) -> Record:
         score,
         _timestamp(doc.get("modified")),
         tuple(affected),
+        cves,
+        bool(doc.get("withdrawn")),
     )
 
 
@@ -247,18 +258,30 @@ def match(
     records: Sequence[Record], dist: Distribution, packages: Sequence[Package]
 ) -> list[Finding]:
     """The findings of ``packages`` against ``records``: one per vulnerability name and
-    advisory package (binary packages built from one source count once), sorted by rank."""
+    advisory package (binary packages built from one source count once), sorted by rank.
+    Withdrawn records are left out; an advisory named otherwise than by a CVE (a Debian DSA
+    listing several CVEs) is left out for a package whose findings already name all its
+    CVEs."""
     by_name: dict[str, list[Package]] = {}
     for package in packages:
         by_name.setdefault(package.advisory_name, []).append(package)
     found: dict[tuple[str, str, str], Finding] = {}
-    for record in records:
+    # records named by a CVE first, so that advisories covering the same CVEs can defer to them
+    ordered = sorted(
+        (r for r in records if not r.withdrawn), key=lambda r: not r.name.startswith("CVE-")
+    )
+    for record in ordered:
         for entry in record.affected:
             for package in by_name.get(entry.package, ()):
                 if not affects(entry, dist, package):
                     continue
                 key = (record.name, package.advisory_name, package.advisory_version)
                 if key in found:
+                    continue
+                covered = {
+                    (c, package.advisory_name, package.advisory_version) for c in record.cves
+                }
+                if not record.name.startswith("CVE-") and covered and covered <= found.keys():
                     continue
                 found[key] = Finding(
                     record.name,
