@@ -228,7 +228,12 @@ def _start_openecr(workdir: Path) -> tuple[ProcessServer, str]:
         f'secret_access_key = "{SECRET_KEY}"\n'
         f'account_id = "{ACCOUNT}"\n'
     )
-    server = ProcessServer(workdir / "data", free_port(), ["--credentials", str(credentials)])
+    database = Path(__file__).resolve().parent.parent / "vulnerability_db"  # image scans
+    server = ProcessServer(
+        workdir / "data",
+        free_port(),
+        ["--credentials", str(credentials), "--vulnerability-db", str(database)],
+    )
     (workdir / "data").mkdir()
     server.start()
     assert server.log is not None
