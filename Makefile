@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 DATA_DIR ?= ./.openecr
 
-.PHONY: serve test test-fast lint typecheck install clean bench bench-smoke bench-profile
+.PHONY: serve test test-fast lint typecheck install install-runtime clean bench bench-smoke bench-profile
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,12 +15,22 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed-runtime
+
+# what serving needs, without the test extra (pytest, mypy, ruff, stubs, ...)
+$(VENV)/.installed-runtime: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
 install: $(VENV)/.installed
 
-serve: install
-	$(BIN)/openecr serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+install-runtime: $(VENV)/.installed-runtime
+
+# `make serve SERVE_ARGS="--access-log json --log-level debug"` passes options to openecr serve
+serve: install-runtime
+	@echo "openecr is installed in $(abspath $(BIN)): put it on PATH for the README's examples with"
+	@echo "    export PATH=\"$(abspath $(BIN)):\$$PATH\"    (or: . $(VENV)/bin/activate)"
+	$(BIN)/openecr serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) $(SERVE_ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import json
 import os
 import signal
@@ -96,7 +97,8 @@ class Server(ABC):
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if "--tls-cert" in self.args else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def serve_arguments(self) -> list[str]:
         """The ``openecr serve`` options of this server (the command's own, after ``serve``)."""
@@ -215,7 +217,8 @@ class ProcessServer(Server):
             if self.process.poll() is not None:
                 raise RuntimeError(f"openecr serve exited: {self.log.read_text()}")
             try:
-                if httpx.get(f"{self.endpoint}/openecr/health", timeout=1).status_code == 200:
+                probe = httpx.get(f"{self.endpoint}/healthz", timeout=1, verify=False)
+                if probe.status_code == 200:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.05)
@@ -267,6 +270,9 @@ class InProcessServer(Server):
         )
         if config.workers > 1:
             raise ValueError("--workers needs a real process: make_server(..., process=True)")
+        if "--access-log" not in self.args and "OPENECR_ACCESS_LOG" not in self.env:
+            # off unless a test asks for it: thousands of lines would only slow the suite
+            config = dataclasses.replace(config, access_log="off")
         return config
 
     def start(self) -> InProcessServer:
@@ -280,12 +286,10 @@ class InProcessServer(Server):
             server = uvicorn.Server(
                 uvicorn.Config(
                     build_app(runtime),
-                    log_level=config.log_level,
                     # no handlers or formatters installed in this process (uvicorn only sets
                     # its own loggers' levels)
                     log_config=None,
-                    access_log=False,
-                    timeout_graceful_shutdown=serve.GRACEFUL_SHUTDOWN_SECONDS,
+                    **serve.uvicorn_options(config),
                 )
             )
             thread = threading.Thread(

@@ -24,6 +24,7 @@ from openecr.api import regions
 from openecr.api.background import Background
 from openecr.api.http import Authenticator, create_app
 from openecr.api.lifecycle_schedule import LifecycleSchedule
+from openecr.api.observe import Observed
 from openecr.backends.file_lock import FileLocks
 from openecr.backends.filesystem import FilesystemBlobDriver
 from openecr.backends.memory_blobs import MemoryBlobDriver
@@ -39,9 +40,11 @@ from openecr.service.blobs import BlobService
 from openecr.service.blobstore import BlobStore
 from openecr.service.conversion import ManifestConverter
 from openecr.service.creation_templates import CreationTemplateService
-from openecr.service.gc import GarbageCollector
+from openecr.service.gc import GarbageCollector, GcReport
+from openecr.service.health import HealthService
 from openecr.service.images import ImageService
-from openecr.service.lifecycle import LifecycleService
+from openecr.service.lifecycle import LifecycleService, RunReport
+from openecr.service.metrics import Metrics
 from openecr.service.policies import PolicyService
 from openecr.service.pull_time_exclusions import PullTimeExclusionService
 from openecr.service.pulls import PullRecorder
@@ -68,6 +71,8 @@ class Runtime:
     metadata: MetadataStore
     pulls: PullRecorder
     gc: GarbageCollector
+    health: HealthService
+    metrics: Metrics
 
     def close(self) -> None:
         self.registry.replication.stop()
@@ -244,7 +249,35 @@ def build_runtime(config: Config) -> Runtime:
         grace=config.gc_grace,
         upload_expiry=config.upload_expiry,
     )
-    return Runtime(config, registry, blobs, metadata, pulls, collector)
+    health = HealthService(metadata, blobs)
+    metrics = Metrics(health.totals)
+    registry.images.on_push(metrics.image_pushed)
+    return Runtime(config, registry, blobs, metadata, pulls, collector, health, metrics)
+
+
+def _measured_lifecycle_run(runtime: Runtime) -> Callable[[], RunReport]:
+    """The scheduled lifecycle run, counted in the runtime's metrics."""
+
+    def run() -> RunReport:
+        report = runtime.registry.lifecycle.run()
+        runtime.metrics.lifecycle_ran(
+            report.count("expired"), report.count("transitioned"), report.count("failed")
+        )
+        return report
+
+    return run
+
+
+def _measured_gc_run(runtime: Runtime) -> Callable[[], GcReport | None]:
+    """The scheduled garbage collection (logged), counted in the runtime's metrics."""
+
+    def run() -> GcReport | None:
+        report = runtime.gc.run_logged()
+        if report is not None:
+            runtime.metrics.gc_ran(report.blobs, report.bytes, report.uploads)
+        return report
+
+    return run
 
 
 def build_app(runtime: Runtime) -> ASGIApp:
@@ -263,8 +296,11 @@ def build_app(runtime: Runtime) -> ASGIApp:
     app = create_app(runtime.registry, authenticate)
     replication = runtime.registry.replication
     app = Background(app, replication.start, replication.stop)
-    app = LifecycleSchedule(app, runtime.registry.lifecycle.run, runtime.config.lifecycle_interval)
-    return LifecycleSchedule(app, runtime.gc.run_logged, runtime.config.gc_interval, "gc")
+    observed = Observed(app, runtime.health, runtime.metrics, runtime.config.access_log)
+    app = LifecycleSchedule(
+        observed, _measured_lifecycle_run(runtime), runtime.config.lifecycle_interval
+    )
+    return LifecycleSchedule(app, _measured_gc_run(runtime), runtime.config.gc_interval, "gc")
 
 
 class _ClosesRuntime:
@@ -302,13 +338,26 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
+def setup_logging(config: Config) -> None:
+    """Log records at ``config.log_level`` to stderr, and the access log (unless off) to
+    stderr too, at any log level: its lines are the message alone (they carry their time)."""
+    level = 5 if config.log_level == "trace" else config.log_level.upper()  # uvicorn's TRACE
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s %(message)s")
+    access = logging.getLogger("openecr.access")
+    if config.access_log != "off" and not access.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+        access.propagate = False
+
+
 def app_from_env() -> ASGIApp:
     """An ASGI app factory for servers that import their app by name (``openecr serve
     --workers N`` runs one per worker process): the configuration comes from the ``OPENECR_*``
     environment variables (see :mod:`openecr.config`); the runtime is closed at shutdown."""
     config = from_env()
-    level = 5 if config.log_level == "trace" else config.log_level.upper()  # uvicorn's TRACE
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s %(message)s")
+    setup_logging(config)
     runtime = build_runtime(config)
     app = _ClosesRuntime(build_app(runtime), runtime)
     freeze_heap()

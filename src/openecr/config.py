@@ -29,6 +29,10 @@ Environment variables (each overridden by the matching ``openecr serve`` option)
                                 (default 3600)
 ``OPENECR_UPLOAD_EXPIRY``       seconds of inactivity after which an upload session expires
                                 (default 86400)
+``OPENECR_ACCESS_LOG``          one line per request on stderr: ``text`` (default), ``json``
+                                or ``off``
+``OPENECR_TLS_CERT``            a PEM certificate (chain) file: serve HTTPS (with the key)
+``OPENECR_TLS_KEY``             the PEM private key of ``OPENECR_TLS_CERT``
 ==============================  ==========================================================
 
 ``Config.environ`` is the inverse of ``from_env``: ``openecr serve --workers N`` hands its
@@ -47,6 +51,7 @@ from openecr.domain.iam_policy import is_principal_arn, principal_account, root_
 from openecr.domain.names import is_registry_id
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+ACCESS_LOG_FORMATS = ("text", "json", "off")
 
 
 class ConfigError(ValueError):
@@ -100,6 +105,9 @@ class Config:
     gc_interval: float = 3600.0
     gc_grace: float = 3600.0
     upload_expiry: float = 86400.0
+    access_log: str = "text"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @property
     def metadata_url(self) -> str:
@@ -129,6 +137,19 @@ class Config:
             raise ConfigError(
                 f"log level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}"
             )
+        if self.access_log not in ACCESS_LOG_FORMATS:
+            raise ConfigError(
+                f"the access log format (--access-log, OPENECR_ACCESS_LOG) must be one of "
+                f"{', '.join(ACCESS_LOG_FORMATS)}, not {self.access_log!r}"
+            )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError(
+                "TLS needs both a certificate and its key (--tls-cert and --tls-key, "
+                "OPENECR_TLS_CERT and OPENECR_TLS_KEY)"
+            )
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not path.is_file():
+                raise ConfigError(f"cannot read TLS file {path}: no such file")
         if not self.lifecycle_interval >= 0:
             raise ConfigError(
                 "the lifecycle interval (--lifecycle-interval, OPENECR_LIFECYCLE_INTERVAL) must "
@@ -198,6 +219,9 @@ class Config:
             "OPENECR_GC_INTERVAL": repr(self.gc_interval),
             "OPENECR_GC_GRACE": repr(self.gc_grace),
             "OPENECR_UPLOAD_EXPIRY": repr(self.upload_expiry),
+            "OPENECR_ACCESS_LOG": self.access_log,
+            "OPENECR_TLS_CERT": None if self.tls_cert is None else str(self.tls_cert.absolute()),
+            "OPENECR_TLS_KEY": None if self.tls_key is None else str(self.tls_key.absolute()),
         }
 
 
@@ -324,6 +348,11 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Confi
         values["log_level"] = env["OPENECR_LOG_LEVEL"].strip().lower()
     if "OPENECR_PULL_TIMES" in env:
         values["pull_times"] = _truthy(env["OPENECR_PULL_TIMES"])
+    if env.get("OPENECR_ACCESS_LOG"):
+        values["access_log"] = env["OPENECR_ACCESS_LOG"].strip().lower()
+    for name in ("tls_cert", "tls_key"):
+        if env.get(f"OPENECR_{name.upper()}"):
+            values[name] = Path(env[f"OPENECR_{name.upper()}"])
     if env.get("OPENECR_LIFECYCLE_INTERVAL"):
         try:
             values["lifecycle_interval"] = float(env["OPENECR_LIFECYCLE_INTERVAL"])
@@ -369,6 +398,9 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Confi
         values["vulnerability_db"] = Path(str(values["vulnerability_db"]))
     if values.get("data_dir") is not None:
         values["data_dir"] = Path(str(values["data_dir"]))
+    for name in ("tls_cert", "tls_key"):
+        if values.get(name) is not None:
+            values[name] = Path(str(values[name]))
     if values.get("credentials_file") is not None:
         path = Path(str(values["credentials_file"]))
         values["credentials_file"] = path

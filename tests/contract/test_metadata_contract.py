@@ -25,6 +25,7 @@ from openecr.domain.model import (
     UploadSession,
     UploadState,
 )
+from openecr.domain.storage import StorageTotals
 from openecr.ports.metadata import MetadataStore, Transaction
 
 REGISTRY = "123456789012"
@@ -270,6 +271,28 @@ def test_count_images(metadata_store: MetadataStore) -> None:
     with metadata_store.read() as tx:
         assert tx.count_images(repo.id) == 2
         assert tx.count_images(other.id) == 1
+
+
+def test_storage_totals(metadata_store: MetadataStore) -> None:
+    with metadata_store.read() as tx:
+        assert tx.storage_totals() == StorageTotals(0, 0, 0, 0, 0)
+    with metadata_store.write() as tx:
+        repo = new_repo(tx, "team/app")
+        other = new_repo(tx, "team/app", registry=OTHER_REGISTRY)
+        push(tx, repo.id, "a", "b")
+        push(tx, other.id, "a")  # the same digest in another repository: two images
+        tx.link_blob(repo.id, BlobInfo(digest("x"), 10))
+        tx.link_blob(other.id, BlobInfo(digest("x"), 10))  # one blob, linked twice
+        tx.link_blob(other.id, BlobInfo(digest("y"), 5))
+        tx.create_upload(session(repo.id, "u1"))
+    with metadata_store.read() as tx:
+        assert tx.storage_totals() == StorageTotals(2, 3, 2, 15, 1)
+    with metadata_store.write() as tx:
+        tx.delete_repository(other.id)
+        tx.delete_upload("u1")
+    with metadata_store.read() as tx:
+        totals = tx.storage_totals()
+    assert (totals.repositories, totals.images, totals.uploads) == (1, 2, 0)
 
 
 # images and tags

@@ -115,6 +115,8 @@ class EcrEndpoint:
                     body,
                 )
                 account = principal_account(principal)
+                scope["openecr.principal"] = principal  # for the access log
+            scope["openecr.account"] = account
             # after the signature check, whose errors come first (it checks the region too)
             region = request_region(headers, registry.settings.region)
         except _Disconnected:

@@ -27,6 +27,7 @@ from openecr.domain.model import (
     UploadSession,
     UploadState,
 )
+from openecr.domain.storage import StorageTotals
 from openecr.ports.metadata import MetadataStore
 
 
@@ -474,6 +475,17 @@ class MemoryTransaction:
             if body is not None:
                 found.append((self._state.repositories[repo_id], body))
         return found
+
+    # totals
+    def storage_totals(self) -> StorageTotals:
+        state = self._state
+        return StorageTotals(
+            repositories=len(state.repositories),
+            images=sum(len(state.rows.get(i, _NO_ROWS).images) for i in state.repositories),
+            blobs=len(state.blobs),
+            blob_bytes=sum(blob.size for blob in state.blobs.values()),
+            uploads=len(state.uploads),
+        )
 
 
 class MemoryMetadataStore:

@@ -15,12 +15,14 @@ import logging
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from openecr.config import LOG_LEVELS, Config, ConfigError, from_env
+from openecr.config import ACCESS_LOG_FORMATS, LOG_LEVELS, Config, ConfigError, from_env
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
@@ -72,7 +74,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="server processes sharing the port, e.g. one per core (1)",
     )
-    parser.add_argument("--log-level", choices=LOG_LEVELS, help="(info)")
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        help="how much the server logs besides the access log (info)",
+    )
+    parser.add_argument(
+        "--access-log",
+        choices=ACCESS_LOG_FORMATS,
+        help="one line per request on stderr, as text or JSON, or off (text)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="serve HTTPS with this PEM certificate (chain); needs --tls-key",
+    )
+    parser.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
     parser.add_argument(
         "--lifecycle-interval",
         type=float,
@@ -151,6 +168,9 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = N
         gc_interval=args.gc_interval,
         gc_grace=args.gc_grace,
         upload_expiry=args.upload_expiry,
+        access_log=args.access_log,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
 
 
@@ -166,9 +186,9 @@ def run(args: argparse.Namespace) -> int:
     # imported once the configuration is known to be good: a bad one is refused at once
     import uvicorn
 
-    from openecr.bootstrap import build_app, build_runtime, freeze_heap
+    from openecr.bootstrap import build_app, build_runtime, freeze_heap, setup_logging
 
-    logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    setup_logging(config)
     try:
         if config.workers > 1:
             return _run_workers(config, args.host, args.port)
@@ -184,17 +204,26 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("openecr").info("%s", banner(config, args.host, args.port))
     freeze_heap()
     try:
-        uvicorn.run(
-            app,
-            host=args.host,
-            port=args.port,
-            log_level=config.log_level,
-            access_log=False,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        )
+        uvicorn.run(app, host=args.host, port=args.port, **uvicorn_options(config))
     finally:
         runtime.close()
     return 0
+
+
+def uvicorn_options(config: Config) -> dict[str, Any]:
+    """uvicorn's settings for ``config``: HTTPS with its certificate, else plain HTTP that
+    names TLS handshakes for what they are (:mod:`openecr.api.plain_port`)."""
+    options: dict[str, Any] = {
+        "log_level": config.log_level,
+        "access_log": False,  # openecr writes its own (openecr.api.observe)
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+    }
+    if config.tls_cert is not None:
+        options["ssl_certfile"] = str(config.tls_cert)
+        options["ssl_keyfile"] = str(config.tls_key)
+    else:
+        options["http"] = "openecr.api.plain_port:PlainPortProtocol"
+    return options
 
 
 def _hide_password(url: str) -> str:
@@ -206,11 +235,14 @@ def banner(config: Config, host: str, port: int) -> str:
     from openecr import __version__
 
     auth = "on" if config.credentials else "off (any credentials act in the default account)"
+    scheme = "https" if config.tls_cert is not None else "http"
     return (
-        f"openecr {__version__} on http://{host}:{port}: data dir {config.data_dir.absolute()}, "
+        f"openecr {__version__} on {scheme}://{host}:{port}: data dir "
+        f"{config.data_dir.absolute()}, "
         f"metadata {_hide_password(config.metadata_url)}, blobs {config.blob_store_url}, account "
         f"{config.account_id}, region {config.region}, authentication {auth}, "
-        f"{config.workers} worker(s)"
+        f"{config.workers} worker(s), access log {config.access_log}; health at /healthz and "
+        "/readyz, metrics at /metrics"
     )
 
 
@@ -228,16 +260,20 @@ def _run_workers(config: Config, host: str, port: int) -> int:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
-    uvicorn.run(
-        f"{__name__}:worker_app",
-        factory=True,
-        workers=config.workers,
-        host=host,
-        port=port,
-        log_level=config.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    )
+    # each worker counts its metrics in files here, and each /metrics sums them all
+    metrics_dir = tempfile.mkdtemp(prefix="openecr-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            f"{__name__}:worker_app",
+            factory=True,
+            workers=config.workers,
+            host=host,
+            port=port,
+            **uvicorn_options(config),
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

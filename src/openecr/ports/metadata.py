@@ -22,6 +22,7 @@ from openecr.domain.model import (
     UploadSession,
     UploadState,
 )
+from openecr.domain.storage import StorageTotals
 
 
 class ImageReads(Protocol):
@@ -249,6 +250,12 @@ class Transaction(Protocol):
     def repository_documents(self, kind: str) -> list[tuple[Repository, str]]:
         """Every repository (of every registry) holding a document of ``kind``, with its body,
         in repository id order."""
+        ...
+
+    # totals
+    def storage_totals(self) -> StorageTotals:
+        """Repositories, images, blobs (and their bytes) and upload sessions of every
+        registry."""
         ...
 
 

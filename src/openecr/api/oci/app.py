@@ -54,6 +54,44 @@ TAGS_METHODS: dict[str, Handler] = {"GET": tags.list_tags}
 REFERRERS_METHODS: dict[str, Handler] = {"GET": referrers.list_referrers}
 
 
+# (handler table, method) -> the operation's name in metrics and the access log
+OPERATION_NAMES: dict[tuple[int, str], str] = {
+    (id(table), method): f"{verb}{noun}"
+    for table, noun, verbs in (
+        (
+            MANIFEST_METHODS,
+            "Manifest",
+            {"GET": "Get", "HEAD": "Head", "PUT": "Put", "DELETE": "Delete"},
+        ),
+        (BLOB_METHODS, "Blob", {"GET": "Get", "HEAD": "Head", "DELETE": "Delete"}),
+        (UPLOADS_METHODS, "Upload", {"POST": "Start"}),
+        (
+            UPLOAD_METHODS,
+            "Upload",
+            {"GET": "Get", "PATCH": "Patch", "PUT": "Complete", "DELETE": "Cancel"},
+        ),
+        (TAGS_METHODS, "Tags", {"GET": "List"}),
+        (REFERRERS_METHODS, "Referrers", {"GET": "List"}),
+    )
+    for method, verb in verbs.items()
+}
+
+
+def operation_name(method: str, path: str) -> str:
+    """A name for the request ``method path`` (a path starting with ``/v2``) from a bounded
+    set: ``GetManifest``, ``PatchUpload``, ``Catalog``, ``Base``, ... (``Unknown`` when no
+    endpoint serves it)."""
+    rest = path[len("/v2") :]
+    if rest in ("", "/"):
+        return "Base"
+    if rest == "/_catalog":
+        return "Catalog"
+    found = route(rest)
+    if found is None:
+        return "Unknown"
+    return OPERATION_NAMES.get((id(found[0]), method), "Unknown")
+
+
 def route(path: str) -> tuple[dict[str, Handler], str, str] | None:
     """The handlers, repository name and reference of a path below ``/v2``."""
     name, sep, ref = path.rpartition("/manifests/")
@@ -117,6 +155,9 @@ class OciApp:
             raise NameInvalid("A repository name in a path cannot contain an encoded slash (%2F)")
         headers = request.headers
         identity = self.auth.identify(headers.get("host", ""), headers.get("authorization"))
+        request.scope["openecr.account"] = identity.account  # for the access log
+        if identity.caller is not None:
+            request.scope["openecr.principal"] = f"token:{identity.caller}"
         ctx = Context(self.registry, self.auth, request, identity)
         method = request.method
         if path in ("", "/"):

@@ -51,6 +51,7 @@ from openecr.domain.model import (
     UploadSession,
     UploadState,
 )
+from openecr.domain.storage import StorageTotals
 
 
 def _upload_from(row: Any) -> UploadSession:
@@ -516,3 +517,17 @@ class SqlTransaction:
             .order_by(repositories.c.id)
         )
         return [(repository_from(tuple(r)[:-1]), r[-1]) for r in rows]
+
+    # totals
+    def storage_totals(self) -> StorageTotals:
+        def count(table: Any) -> int:
+            return int(self.conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+        blob_bytes = self.conn.execute(select(func.coalesce(func.sum(blobs.c.size), 0)))
+        return StorageTotals(
+            repositories=count(repositories),
+            images=count(images),
+            blobs=count(blobs),
+            blob_bytes=int(blob_bytes.scalar_one()),
+            uploads=count(upload_sessions),
+        )

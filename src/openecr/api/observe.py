@@ -1,0 +1,218 @@
+"""What an operator sees of a running server: ``/healthz`` (liveness), ``/readyz`` (both stores
+answer), ``/metrics`` (Prometheus), and one access log line per request.
+
+:class:`Observed` wraps the whole app. For every HTTP request it notes the status, the body
+bytes in and out and the duration, counts them in :class:`~openecr.service.metrics.Metrics`
+by API and operation, and (unless the access log is off) writes one line to the
+``openecr.access`` logger. The protocol apps leave the request's account (and, on ``/v2``,
+the token's account) in the ASGI scope as ``openecr.account`` / ``openecr.principal``.
+
+Text lines read::
+
+    2026-12-03T05:40:00.123Z 127.0.0.1:50312 123456789012 AKID "POST /" BatchGetImage 200 98 2.1ms
+
+time (UTC), client address, account, principal (the SigV4 access key id on the ECR API, the
+token's account on ``/v2``, ``-`` when anonymous), method and path (no query string: signed
+URLs carry their signature there), operation (the ECR operation, or a ``/v2`` endpoint's name
+such as ``GetManifest``), status, response body bytes, duration. JSON lines carry the same
+fields by name (plus ``bytes_in``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import anyio.to_thread
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from openecr.api.ecr.operations import OPERATIONS
+from openecr.api.oci.app import operation_name as oci_operation
+from openecr.service.health import HealthService
+from openecr.service.metrics import Metrics
+
+ACCESS_LOG = logging.getLogger("openecr.access")
+
+Endpoint = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: str) -> None:
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _principal_of(authorization: bytes) -> str:
+    """The access key id of a SigV4 ``Authorization`` header ("-" for anything else)."""
+    _, found, rest = authorization.partition(b"Credential=")
+    if not found:
+        return "-"
+    return rest.partition(b"/")[0][:128].decode("latin-1") or "-"
+
+
+class Observed:
+    """``app`` with the operator's endpoints in front and every request measured and logged.
+
+    ``access_log`` is ``text``, ``json`` or ``off``."""
+
+    def __init__(
+        self, app: ASGIApp, health: HealthService, metrics: Metrics, access_log: str
+    ) -> None:
+        self.app = app
+        self.health = health
+        self.metrics = metrics
+        self.access_log = access_log
+        self.endpoints: dict[str, tuple[str, Endpoint]] = {
+            "/healthz": ("Healthz", self.healthz),
+            "/readyz": ("Readyz", self.readyz),
+            "/metrics": ("Metrics", self.serve_metrics),
+        }
+        self._second = -1
+        self._stamp = ""
+
+    # --- the operator's endpoints ------------------------------------------------------------
+
+    @staticmethod
+    async def _refuse(scope: Scope, send: Send) -> bool:
+        if scope["method"] in ("GET", "HEAD"):
+            return False
+        await _respond(send, 405, b'{"status":"method not allowed"}', "application/json")
+        return True
+
+    async def healthz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """200 while the process serves requests; checks nothing else."""
+        if not await self._refuse(scope, send):
+            await _respond(send, 200, b'{"status":"ok"}', "application/json")
+
+    async def readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """200 when the metadata and blob stores both answer, else 503; the body says which."""
+        if await self._refuse(scope, send):
+            return
+        checks = await anyio.to_thread.run_sync(self.health.readiness)
+        ready = all(value == "ok" for value in checks.values())
+        body = orjson.dumps({"status": "ready" if ready else "not ready", "checks": checks})
+        await _respond(send, 200 if ready else 503, body, "application/json")
+
+    async def serve_metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if await self._refuse(scope, send):
+            return
+        body, content_type = await anyio.to_thread.run_sync(self.metrics.exposition)
+        await _respond(send, 200, body, content_type)
+
+    # --- every request ------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        path = scope["path"]
+        found = self.endpoints.get(path)
+        app: Endpoint = self.app if found is None else found[1]
+        # status, response body bytes, request body bytes, recorded
+        state = [0, 0, 0, 0]
+
+        async def counting_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                state[2] += len(message.get("body", b""))
+            return message
+
+        async def counting_send(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.body":
+                state[1] += len(message.get("body", b""))
+                if not message.get("more_body", False) and not state[3]:
+                    # recorded before the client has the whole answer: a client's next
+                    # request always finds this one counted and logged
+                    state[3] = 1
+                    self._record(scope, path, found, state, time.perf_counter() - start)
+            elif kind == "http.response.start":
+                state[0] = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, counting_receive, counting_send)
+        except BaseException:
+            if not state[0]:
+                state[0] = 500
+            raise
+        finally:
+            if not state[3]:  # no complete answer: an error, or the client went away
+                self._record(scope, path, found, state, time.perf_counter() - start)
+
+    def _record(
+        self,
+        scope: Scope,
+        path: str,
+        found: tuple[str, Endpoint] | None,
+        state: list[int],
+        seconds: float,
+    ) -> None:
+        method: str = scope["method"]
+        principal = scope.get("openecr.principal", "-")
+        if found is not None:
+            api, operation = "ops", found[0]
+        elif path == "/":
+            api, operation = "ecr", "Unknown"
+            for name, value in scope["headers"]:
+                if name == b"x-amz-target":
+                    target = value.decode("latin-1").rpartition(".")[2]
+                    if target in OPERATIONS:
+                        operation = target
+                elif (
+                    name == b"authorization"
+                    and self.access_log != "off"
+                    and "openecr.principal" not in scope  # no verified one: the key it names
+                ):
+                    principal = _principal_of(value)
+        elif path.startswith("/v2") and (len(path) == 3 or path[3] == "/"):
+            api, operation = "oci", oci_operation(method, path)
+        elif path.startswith("/openecr/layers/"):
+            api, operation = "ecr", "DownloadLayer"
+        elif path == "/openecr/health":
+            api, operation = "ops", "Health"
+        else:
+            api, operation = "other", "Unknown"
+        status, bytes_out, bytes_in, _ = state
+        self.metrics.request(api, operation, status, seconds, bytes_in, bytes_out)
+        if self.access_log == "off":
+            return
+        client = scope.get("client")
+        where = f"{client[0]}:{client[1]}" if client else "-"
+        account = scope.get("openecr.account", "-")
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        stamp = f"{self._stamp}.{int((now - second) * 1000):03d}Z"
+        if not path.isprintable() or '"' in path:  # one line, unambiguous
+            path = path.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+        if self.access_log == "json":
+            line = orjson.dumps(
+                {
+                    "time": stamp,
+                    "client": where,
+                    "account": account,
+                    "principal": principal,
+                    "method": method,
+                    "path": path,
+                    "api": api,
+                    "operation": operation,
+                    "status": status,
+                    "bytes": bytes_out,
+                    "bytes_in": bytes_in,
+                    "duration_ms": round(seconds * 1000, 3),
+                }
+            ).decode()
+        else:
+            line = (
+                f'{stamp} {where} {account} {principal} "{method} {path}" {operation} '
+                f"{status} {bytes_out} {seconds * 1000:.1f}ms"
+            )
+        ACCESS_LOG.info("%s", line)
