@@ -24,7 +24,7 @@ from openecr.api import regions
 from openecr.api.background import Background
 from openecr.api.http import Authenticator, create_app
 from openecr.api.lifecycle_schedule import LifecycleSchedule
-from openecr.api.observe import Observed
+from openecr.api.observe import AccessLogHandler, Observed
 from openecr.backends.file_lock import FileLocks
 from openecr.backends.filesystem import FilesystemBlobDriver
 from openecr.backends.memory_blobs import MemoryBlobDriver
@@ -345,9 +345,7 @@ def setup_logging(config: Config) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s %(message)s")
     access = logging.getLogger("openecr.access")
     if config.access_log != "off" and not access.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access.addHandler(handler)
+        access.addHandler(AccessLogHandler())
         access.setLevel(logging.INFO)
         access.propagate = False
 

@@ -38,6 +38,35 @@ ACCESS_LOG = logging.getLogger("openecr.access")
 Endpoint = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+class AccessLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler ``openecr serve`` gives the ``openecr.access`` logger (stderr, the message
+    alone). While it is the logger's only handler, :class:`Observed` writes lines to its stream
+    directly: a log record per request would cost several times what the line does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def write_line(self, line: str) -> None:
+        try:  # noqa: SIM105 (contextlib.suppress costs a call per request)
+            self.stream.write(line + "\n")
+        except (OSError, ValueError):  # stderr closed or full: the request is served anyway
+            pass
+
+
+def _access_writer() -> Callable[[str], None]:
+    """Where access log lines go: straight to the stream of an :class:`AccessLogHandler` that
+    is ``openecr.access``'s only handler, else through the logger (tests capture it there)."""
+    handlers = ACCESS_LOG.handlers
+    if (
+        len(handlers) == 1
+        and isinstance(handlers[0], AccessLogHandler)
+        and not ACCESS_LOG.propagate
+    ):
+        return handlers[0].write_line
+    return lambda line: ACCESS_LOG.info("%s", line)
+
+
 async def _respond(send: Send, status: int, body: bytes, content_type: str) -> None:
     headers = [
         (b"content-type", content_type.encode()),
@@ -74,6 +103,7 @@ class Observed:
         }
         self._second = -1
         self._stamp = ""
+        self._write = _access_writer()
 
     # --- the operator's endpoints ------------------------------------------------------------
 
@@ -215,4 +245,4 @@ class Observed:
                 f'{stamp} {where} {account} {principal} "{method} {path}" {operation} '
                 f"{status} {bytes_out} {seconds * 1000:.1f}ms"
             )
-        ACCESS_LOG.info("%s", line)
+        self._write(line)
