@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import ServerFactory, make_image
+from conftest import ServerFactory, make_image, upload_blob
 from openecr.cli import serve
 from openecr.config import ConfigError
 
@@ -180,6 +180,21 @@ def test_the_lifecycle_schedule_counts_its_runs(make_server: ServerFactory) -> N
     assert metric(text, "openecr_lifecycle_images_total", outcome="expired") == 1
     assert metric(text, "openecr_lifecycle_runs_total") >= 1
     assert metric(text, "openecr_images") == 1
+
+
+def test_the_gc_schedule_counts_its_runs(make_server: ServerFactory) -> None:
+    server = make_server("--gc-interval", "0.05", "--gc-grace", "0")
+    ecr = server.client()
+    ecr.create_repository(repositoryName="m/gc")
+    upload_blob(ecr, "m/gc", b"a layer no image references")
+    for _ in range(400):
+        text = httpx.get(f"{server.endpoint}/metrics").text
+        if metric(text, "openecr_gc_blobs_deleted_total") >= 1:
+            break
+    assert metric(text, "openecr_gc_blobs_deleted_total") == 1
+    assert metric(text, "openecr_gc_bytes_reclaimed_total") == len(b"a layer no image references")
+    assert metric(text, "openecr_gc_runs_total") >= 1
+    assert metric(text, "openecr_blobs") == 0
 
 
 # --- the access log --------------------------------------------------------------------------
