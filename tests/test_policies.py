@@ -515,3 +515,38 @@ def test_get_authorization_token_is_not_refused_by_policy(secured: Server) -> No
         assert as_(secured, ALICE).get_authorization_token()["authorizationData"]
     finally:
         owner.delete_registry_policy()
+
+
+def test_a_template_policy_stored_unvalidated_is_not_applied(make_server: ServerFactory) -> None:
+    """A template written by an older version (whose policy check was only "a JSON object")
+    creates repositories without its invalid policy; a valid one becomes the policy."""
+    from openecr.bootstrap import open_metadata
+
+    server = make_server("--create-on-push")
+    ecr = server.client()
+    for prefix in ("valid", "legacy"):
+        ecr.create_repository_creation_template(
+            prefix=prefix, appliedFor=["CREATE_ON_PUSH"], repositoryPolicy=policy()
+        )
+    store = open_metadata(f"sqlite:///{server.data_dir / 'metadata.db'}")
+    try:
+        with store.write() as tx:
+            stored = tx.get_document(ACCOUNT, "creation-template", "legacy")
+            assert stored is not None
+            doc = json.loads(stored)
+            assert doc["repositoryPolicy"] == policy()
+            doc["repositoryPolicy"] = '{"Statement": []}'
+            tx.put_document(ACCOUNT, "creation-template", "legacy", json.dumps(doc))
+    finally:
+        store.close()
+    for name in ("valid/app", "legacy/app"):
+        data = name.encode()
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        response = httpx.post(
+            f"{server.endpoint}/v2/{name}/blobs/uploads/", params={"digest": digest}, content=data
+        )
+        assert response.status_code == 201, response.text
+    assert ecr.get_repository_policy(repositoryName="valid/app")["policyText"] == policy()
+    assert error(ecr.get_repository_policy, repositoryName="legacy/app")[0] == (
+        "RepositoryPolicyNotFoundException"
+    )
