@@ -212,7 +212,8 @@ class ProcessServer(Server):
                 env=env,
                 preexec_fn=die_with_parent,
             )
-        deadline = time.monotonic() + 30
+        # generous: --workers N starts N+1 interpreters, slow on a loaded 2-core machine
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"openecr serve exited: {self.log.read_text()}")
