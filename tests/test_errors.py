@@ -104,6 +104,28 @@ WIRE: dict[str, tuple[str, int, str, int]] = {
     "AccessDenied": ("AccessDeniedException", 400, "DENIED", 403),
     "TemplateNotFound": ("TemplateNotFoundException", 400, "NAME_UNKNOWN", 404),
     "TemplateAlreadyExists": ("TemplateAlreadyExistsException", 400, "DENIED", 403),
+    "PullThroughCacheRuleNotFound": (
+        "PullThroughCacheRuleNotFoundException",
+        400,
+        "NAME_UNKNOWN",
+        404,
+    ),
+    "PullThroughCacheRuleAlreadyExists": (
+        "PullThroughCacheRuleAlreadyExistsException",
+        400,
+        "DENIED",
+        403,
+    ),
+    "UnsupportedUpstreamRegistry": (
+        "UnsupportedUpstreamRegistryException",
+        400,
+        "UNSUPPORTED",
+        400,
+    ),
+    "SecretNotFound": ("SecretNotFoundException", 400, "NAME_UNKNOWN", 404),
+    # an upstream that failed a pull-through fetch: 502 Bad Gateway on /v2
+    "UnableToGetUpstreamImage": ("UnableToGetUpstreamImageException", 400, "UNKNOWN", 502),
+    "UnableToGetUpstreamLayer": ("UnableToGetUpstreamLayerException", 400, "UNKNOWN", 502),
     "ExclusionNotFound": ("ExclusionNotFoundException", 400, "NAME_UNKNOWN", 404),
     "ExclusionAlreadyExists": ("ExclusionAlreadyExistsException", 400, "DENIED", 403),
     "ValidationError": ("ValidationException", 400, "UNSUPPORTED", 400),
@@ -155,7 +177,7 @@ OCI_STATUSES: dict[OciCode, set[int]] = {
     OciCode.TOOMANYREQUESTS: {429},
     OciCode.RANGE_INVALID: {416},
     OciCode.PAGINATION_NUMBER_INVALID: {400},
-    OciCode.UNKNOWN: {500, 507},  # 507: the storage is full or read-only
+    OciCode.UNKNOWN: {500, 502, 507},  # 502: a pull-through upstream failed; 507: storage full
 }
 
 

@@ -31,6 +31,7 @@ from openecr.backends.memory_blobs import MemoryBlobDriver
 from openecr.backends.memory_metadata import MemoryMetadataStore
 from openecr.backends.peer import PeerAddress, PeerDirectory
 from openecr.backends.sql import SqlMetadataStore
+from openecr.backends.upstream_http import HttpUpstream
 from openecr.config import Config, ConfigError, from_env
 from openecr.domain.registries import region_of
 from openecr.ports.blobs import BlobDriver
@@ -48,6 +49,7 @@ from openecr.service.metrics import Metrics
 from openecr.service.policies import PolicyService
 from openecr.service.pull_time_exclusions import PullTimeExclusionService
 from openecr.service.pulls import PullRecorder
+from openecr.service.pullthrough import PullThroughService, Secret
 from openecr.service.referrers import ReferrerService
 from openecr.service.registry import Registry, Settings
 from openecr.service.replication import ReplicationService
@@ -78,6 +80,7 @@ class Runtime:
         self.registry.replication.stop()
         self.registry.lifecycle.close()
         self.registry.scanning.close()
+        self.registry.pull_through.close()
         self.pulls.close()
         self.metadata.close()
 
@@ -222,11 +225,24 @@ def build_runtime(config: Config) -> Runtime:
     )
     images.on_push(scanning.pushed)
     images.on_describe(scanning.annotate)
+    blob_service = BlobService(metadata, blobs)
+    pull_through = PullThroughService(
+        metadata,
+        blobs,
+        images,
+        repositories,
+        templates,
+        HttpUpstream,
+        secrets={s.arn: Secret(s.username, s.access_token) for s in config.secrets},
+        ttl=config.pull_through_ttl,
+    )
+    images.set_source(pull_through)
+    blob_service.set_source(pull_through)
     registry = Registry(
         settings=settings,
         repositories=repositories,
         images=images,
-        blobs=BlobService(metadata, blobs),
+        blobs=blob_service,
         tokens=TokenService(load_secret(config.data_dir)),
         templates=templates,
         exclusions=exclusions,
@@ -241,6 +257,7 @@ def build_runtime(config: Config) -> Runtime:
         replication=replication,
         scanning=scanning,
         policies=policies,
+        pull_through=pull_through,
     )
     collector = GarbageCollector(
         metadata,

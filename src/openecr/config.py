@@ -33,6 +33,10 @@ Environment variables (each overridden by the matching ``openecr serve`` option)
                                 or ``off``
 ``OPENECR_TLS_CERT``            a PEM certificate (chain) file: serve HTTPS (with the key)
 ``OPENECR_TLS_KEY``             the PEM private key of ``OPENECR_TLS_CERT``
+``OPENECR_SECRETS``             a TOML file of pull-through cache secrets (secret ARN to
+                                username and access token)
+``OPENECR_PULL_THROUGH_TTL``    seconds a cached tag is served before the upstream is asked
+                                again (default 86400)
 ==============================  ==========================================================
 
 ``Config.environ`` is the inverse of ``from_env``: ``openecr serve --workers N`` hands its
@@ -82,6 +86,15 @@ class ReplicationPeer:
 
 
 @dataclass(frozen=True, slots=True)
+class SecretEntry:
+    """A pull-through cache secret: what Secrets Manager would hold under ``arn``."""
+
+    arn: str
+    username: str
+    access_token: str
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     data_dir: Path = Path(".openecr")
     database_url: str | None = None
@@ -108,6 +121,9 @@ class Config:
     access_log: str = "text"
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    secrets_file: Path | None = None
+    secrets: tuple[SecretEntry, ...] = field(default=())
+    pull_through_ttl: float = 86400.0
 
     @property
     def metadata_url(self) -> str:
@@ -181,6 +197,11 @@ class Config:
         ):
             if not 0 <= value < float("inf"):
                 raise ConfigError(f"the {what} must be {default} or more seconds, not {value}")
+        if not self.pull_through_ttl >= 0:
+            raise ConfigError(
+                "the pull-through TTL (--pull-through-ttl, OPENECR_PULL_THROUGH_TTL) must be 0 "
+                f"or more seconds, not {self.pull_through_ttl}"
+            )
         return self
 
     def environ(self) -> dict[str, str | None]:
@@ -222,6 +243,10 @@ class Config:
             "OPENECR_ACCESS_LOG": self.access_log,
             "OPENECR_TLS_CERT": None if self.tls_cert is None else str(self.tls_cert.absolute()),
             "OPENECR_TLS_KEY": None if self.tls_key is None else str(self.tls_key.absolute()),
+            "OPENECR_SECRETS": (
+                None if self.secrets_file is None else str(self.secrets_file.absolute())
+            ),
+            "OPENECR_PULL_THROUGH_TTL": repr(self.pull_through_ttl),
         }
 
 
@@ -314,6 +339,30 @@ def load_replication_peers(path: Path) -> tuple[ReplicationPeer, ...]:
     return tuple(found)
 
 
+def load_secrets(path: Path) -> tuple[SecretEntry, ...]:
+    """Read a TOML secrets file: ``[[secrets]]`` tables with ``arn``, ``username`` and
+    ``accessToken`` (the members of an ECR pull-through cache secret)."""
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"cannot read secrets file {path}: {error}") from error
+    entries = doc.get("secrets", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: expected [[secrets]] tables")
+    found: list[SecretEntry] = []
+    for i, entry in enumerate(entries):
+        try:
+            secret = SecretEntry(
+                str(entry["arn"]), str(entry["username"]), str(entry["accessToken"])
+            )
+        except (KeyError, TypeError) as error:
+            raise ConfigError(f"{path}: secrets[{i}] lacks {error}") from error
+        if any(s.arn == secret.arn for s in found):
+            raise ConfigError(f"{path}: secret {secret.arn!r} appears more than once")
+        found.append(secret)
+    return tuple(found)
+
+
 def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Config:
     """Build a validated Config from ``env`` (default ``os.environ``), then ``overrides``
     (options given on the command line; None means not given)."""
@@ -346,6 +395,16 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Confi
             ) from error
     if env.get("OPENECR_LOG_LEVEL"):
         values["log_level"] = env["OPENECR_LOG_LEVEL"].strip().lower()
+    if env.get("OPENECR_SECRETS"):
+        values["secrets_file"] = Path(env["OPENECR_SECRETS"])
+    if env.get("OPENECR_PULL_THROUGH_TTL"):
+        try:
+            values["pull_through_ttl"] = float(env["OPENECR_PULL_THROUGH_TTL"])
+        except ValueError as error:
+            raise ConfigError(
+                "OPENECR_PULL_THROUGH_TTL must be a number of seconds, not "
+                f"{env['OPENECR_PULL_THROUGH_TTL']!r}"
+            ) from error
     if "OPENECR_PULL_TIMES" in env:
         values["pull_times"] = _truthy(env["OPENECR_PULL_TIMES"])
     if env.get("OPENECR_ACCESS_LOG"):
@@ -409,4 +468,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Confi
         path = Path(str(values["replication_peers_file"]))
         values["replication_peers_file"] = path
         values["replication_peers"] = load_replication_peers(path)
+    if values.get("secrets_file") is not None:
+        path = Path(str(values["secrets_file"]))
+        values["secrets_file"] = path
+        values["secrets"] = load_secrets(path)
     return Config(**values).validate()  # type: ignore[arg-type]

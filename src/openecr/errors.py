@@ -582,3 +582,70 @@ class PolicyTextInvalid(InvalidParameter):
             f"Invalid parameter at 'PolicyText' failed to satisfy constraint: '{constraint}'"
         )
         self.reason = reason
+
+
+# --- pull-through cache -------------------------------------------------------------------------
+
+
+class PullThroughCacheRuleNotFound(NotFound):
+    ecr_type = "PullThroughCacheRuleNotFoundException"
+
+    def __init__(self, prefix: str, registry_id: str) -> None:
+        super().__init__(
+            f"The pull through cache rule with prefix '{prefix}' does not exist in the "
+            f"registry with id '{registry_id}'"
+        )
+
+
+class PullThroughCacheRuleAlreadyExists(Conflict):
+    ecr_type = "PullThroughCacheRuleAlreadyExistsException"
+
+    def __init__(self, prefix: str, registry_id: str) -> None:
+        super().__init__(
+            f"A pull through cache rule with prefix '{prefix}' already exists in the registry "
+            f"with id '{registry_id}'"
+        )
+
+
+class UnsupportedUpstreamRegistry(OpenEcrError):
+    """An upstreamRegistryUrl that names no registry openecr can reach (not http/https)."""
+
+    ecr_type = "UnsupportedUpstreamRegistryException"
+    ecr_status = 400
+    oci_code = OciCode.UNSUPPORTED
+    oci_status = 400
+
+
+class SecretNotFound(NotFound):
+    """A credentialArn that the secrets file (``--secrets``) does not hold."""
+
+    ecr_type = "SecretNotFoundException"
+
+    def __init__(self, arn: str) -> None:
+        super().__init__(
+            f"The secret with ARN '{arn}' was not found: openecr reads pull through cache "
+            "secrets from its secrets file (--secrets)"
+        )
+
+
+class UnableToGetUpstreamImage(OpenEcrError):
+    """The upstream registry of a pull-through cache rule could not give an image that is
+    not cached (unreachable, refused the credentials, throttled). On /v2: 502 Bad Gateway."""
+
+    ecr_type = "UnableToGetUpstreamImageException"
+    ecr_status = 400
+    oci_code = OciCode.UNKNOWN
+    oci_status = 502
+
+    def __init__(self, message: str, failure_code: str = "UpstreamUnavailable") -> None:
+        super().__init__(message)
+        self.failure_code = failure_code  # BatchGetImage's per-image failure code
+
+
+class UnableToGetUpstreamLayer(OpenEcrError):
+    """As :class:`UnableToGetUpstreamImage`, for a layer."""
+
+    ecr_type = "UnableToGetUpstreamLayerException"
+    ecr_status = 400
+    oci_code = OciCode.UNKNOWN
+    oci_status = 502

@@ -132,7 +132,10 @@ class EcrEndpoint:
             principal=principal,
         )
         target = headers.get("x-amz-target")
-        if protocol.runs_inline(target):
+        # a pull that may fetch from a pull-through cache's upstream waits off the event loop
+        if protocol.runs_inline(target) and not registry.images.may_fetch(
+            registry.settings.registry_key(account, region)
+        ):
             rendered = protocol.handle(registry, caller, target, body)
         else:
             rendered = await anyio.to_thread.run_sync(

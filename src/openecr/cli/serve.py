@@ -141,6 +141,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="directory of OSV JSON records (any depth) that image scans match OS packages "
         "against; without one, scans end FAILED",
     )
+    parser.add_argument(
+        "--secrets",
+        help="TOML file of pull-through cache secrets: [[secrets]] with arn, username and "
+        "accessToken (what a rule's credentialArn names)",
+    )
+    parser.add_argument(
+        "--pull-through-ttl",
+        type=float,
+        help="seconds a pull-through cached tag is served before the upstream is asked "
+        "again (86400)",
+    )
 
 
 def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Config:
@@ -171,6 +182,8 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = N
         access_log=args.access_log,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        secrets_file=args.secrets,
+        pull_through_ttl=args.pull_through_ttl,
     )
 
 

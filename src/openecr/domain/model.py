@@ -169,6 +169,9 @@ class FailureCode(StrEnum):
     MISSING_DIGEST_AND_TAG = "MissingDigestAndTag"
     IMAGE_REFERENCED_BY_MANIFEST_LIST = "ImageReferencedByManifestList"
     IMAGE_INACCESSIBLE = "ImageInaccessible"
+    UPSTREAM_ACCESS_DENIED = "UpstreamAccessDenied"
+    UPSTREAM_TOO_MANY_REQUESTS = "UpstreamTooManyRequests"
+    UPSTREAM_UNAVAILABLE = "UpstreamUnavailable"
 
 
 @dataclass(frozen=True, slots=True)

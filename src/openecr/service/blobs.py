@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from openecr.domain import digest as digests
 from openecr.domain.digest import Digest
@@ -27,6 +28,7 @@ from openecr.errors import (
     LayerAlreadyExists,
     LayerPartSizeMismatch,
     LayersNotFound,
+    RepositoryNotFound,
     UploadNotFound,
 )
 from openecr.ports.metadata import MetadataStore
@@ -122,11 +124,48 @@ class PartUpload:
         self.writer.abort()
 
 
+class BlobSource(Protocol):
+    """Where a pull may find blobs a repository does not hold yet (a pull-through cache):
+    ``covers`` says cheaply whether it may have work for a repository; ``ensure_blob`` links
+    the blob into the repository when it can (raising UnableToGetUpstreamLayer when its
+    upstream fails) and returns quietly when it has none."""
+
+    def covers(self, registry_id: str, name: str | None = None) -> bool: ...
+
+    def ensure_blob(self, registry_id: str, name: str, digest: Digest) -> None: ...
+
+
 class BlobService:
     def __init__(self, meta: MetadataStore, blobs: BlobStore, clock: Clock = utcnow) -> None:
         self.meta = meta
         self.blobs = blobs
         self.clock = clock
+        self.source: BlobSource | None = None
+
+    def set_source(self, source: BlobSource) -> None:
+        """Consult ``source`` when a pull names a blob the repository does not hold."""
+        self.source = source
+
+    def may_fetch(self, registry_id: str, name: str) -> bool:
+        """Whether a blob pull from ``name`` may reach an upstream (then it must run off the
+        event loop)."""
+        return self.source is not None and self.source.covers(registry_id, name)
+
+    def _linked(self, registry_id: str, name: str, digest: str) -> BlobInfo | None:
+        """The blob as the repository holds it, after the source had its chance."""
+        with self.meta.read() as tx:
+            repo = tx.get_repository(registry_id, name)
+            blob = tx.get_linked_blob(repo.id, digest) if repo is not None else None
+        if blob is not None:
+            return blob
+        if self.source is None or not self.source.covers(registry_id, name):
+            if repo is None:
+                raise RepositoryNotFound(name, account_of(registry_id))
+            return None
+        self.source.ensure_blob(registry_id, name, Digest(digest))
+        with self.meta.read() as tx:
+            repo = require_repository(tx, registry_id, name)
+            return tx.get_linked_blob(repo.id, digest)
 
     # --- upload sessions -------------------------------------------------------------------
 
@@ -303,9 +342,12 @@ class BlobService:
             raise InvalidParameter.constraint(
                 "layerDigest", f"must satisfy regular expression '{digests.ECR_DIGEST_PATTERN}'"
             )
-        with self.meta.read() as tx:
-            repo = require_repository(tx, registry_id, name)
-            blob = tx.get_linked_blob(repo.id, layer_digest)
+        if self.source is not None:
+            blob = self._linked(registry_id, name, layer_digest)
+        else:
+            with self.meta.read() as tx:
+                repo = require_repository(tx, registry_id, name)
+                blob = tx.get_linked_blob(repo.id, layer_digest)
         if blob is None:
             raise LayersNotFound(
                 f"The layer with digest '{layer_digest}' does not exist in the repository with "
@@ -340,10 +382,14 @@ class BlobService:
         )
 
     def stat(self, registry_id: str, name: str, digest: Digest) -> BlobInfo:
-        """A blob the repository holds; raises RepositoryNotFound, BlobNotFound."""
-        with self.meta.read() as tx:
-            repo = require_repository(tx, registry_id, name)
-            blob = tx.get_linked_blob(repo.id, digest)
+        """A blob the repository holds; raises RepositoryNotFound, BlobNotFound, and what the
+        source raises (see :meth:`may_fetch`)."""
+        if self.source is not None:
+            blob = self._linked(registry_id, name, digest)
+        else:
+            with self.meta.read() as tx:
+                repo = require_repository(tx, registry_id, name)
+                blob = tx.get_linked_blob(repo.id, digest)
         if blob is None:
             raise self._blob_not_found(registry_id, name, digest)
         return blob

@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from openecr.domain import digest as digests
 from openecr.domain import mediatypes as mt
@@ -44,6 +45,7 @@ from openecr.errors import (
     LayersNotFound,
     ReferencedImagesNotFound,
     RepositoryNotFound,
+    UnableToGetUpstreamImage,
 )
 from openecr.ports.metadata import ImageReads, MetadataStore, Transaction
 from openecr.service.common import Clock, require_repository, utcnow
@@ -227,6 +229,17 @@ PushListener = Callable[[PutResult], None]
 DescribeAnnotator = Callable[[Transaction, Repository, list[ImageView]], list[ImageView]]
 
 
+class ImageSource(Protocol):
+    """Where a pull may find images a repository does not hold yet (a pull-through cache):
+    ``covers`` says cheaply (no network) whether it may have work for a repository;
+    ``ensure_image`` stores or refreshes what a pull names before the pull is answered, or
+    raises UnableToGetUpstreamImage (its ``failure_code`` is BatchGetImage's per-image code)."""
+
+    def covers(self, registry_id: str, name: str | None = None) -> bool: ...
+
+    def ensure_image(self, registry_id: str, name: str, image_id: ImageId) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class DeleteResult:
     repository: Repository
@@ -290,6 +303,33 @@ class ImageService:
         self.pulls = pulls
         self.push_listeners: list[PushListener] = []
         self.describe_annotators: list[DescribeAnnotator] = []
+        self.source: ImageSource | None = None
+
+    def set_source(self, source: ImageSource) -> None:
+        """Consult ``source`` before answering a pull (see :class:`ImageSource`)."""
+        self.source = source
+
+    def may_fetch(self, registry_id: str, name: str | None = None) -> bool:
+        """Whether a pull from ``name`` (None: from any repository of the registry) may reach
+        an upstream: such a pull must run off the event loop."""
+        return self.source is not None and self.source.covers(registry_id, name)
+
+    def _ensure(
+        self, registry_id: str, name: str, image_ids: Sequence[ImageId]
+    ) -> dict[int, UnableToGetUpstreamImage]:
+        """Let the source fetch what a pull names; the errors of ids it could not get, by
+        position (ids that are malformed are left to the pull)."""
+        failed: dict[int, UnableToGetUpstreamImage] = {}
+        source = self.source
+        if source is None or not source.covers(registry_id, name):
+            return failed
+        for i, image_id in enumerate(image_ids):
+            if check_image_id(image_id) is None:
+                try:
+                    source.ensure_image(registry_id, name, image_id)
+                except UnableToGetUpstreamImage as error:
+                    failed[i] = error
+        return failed
 
     def on_push(self, listener: PushListener) -> None:
         """Call ``listener`` after every committed push (PutImage, /v2 manifest PUT), outside
@@ -331,6 +371,7 @@ class ImageService:
         idempotent: bool = False,
         algorithm: str = "sha256",
         require_media_type: bool = False,
+        lenient: bool | None = None,
     ) -> PutResult:
         """Store a manifest verbatim and optionally tag it: ECR's PutImage and the /v2 manifest
         PUT. The image's digest is the ``algorithm`` hash of ``raw`` (a /v2 push by a sha512
@@ -343,7 +384,9 @@ class ImageService:
         tag or digest), ImageDigestDoesNotMatch, ManifestInvalid, LayersNotFound /
         ReferencedImagesNotFound (unless lenient), ImageTagAlreadyExists (moving an immutable
         tag). ``require_media_type`` (PutImage) refuses a schema 2 manifest whose media type
-        is neither declared nor in the manifest (ManifestInvalid)."""
+        is neither declared nor in the manifest (ManifestInvalid). ``lenient`` overrides the
+        service's setting for this call (a pull-through cache stores manifests before their
+        layers)."""
         if tag is not None and not names.is_tag(tag):
             raise InvalidParameter.constraint(
                 "imageTag", f"must satisfy regular expression '{names.TAG_PATTERN}'"
@@ -379,27 +422,31 @@ class ImageService:
             moving = tag is not None and current not in (None, manifest.digest)
             if moving and tag is not None and repo.tag_is_immutable(tag):
                 raise ImageTagAlreadyExists(tag, name)
-            record = existing or self._insert(tx, repo, manifest)
+            record = existing or self._insert(
+                tx, repo, manifest, self.lenient if lenient is None else lenient
+            )
             retagged = tag is not None and current != manifest.digest
             if retagged and tag is not None:
                 tx.set_tag(repo.id, tag, manifest.digest, self.clock())
             result = PutResult(repo, record, tag, changed=existing is None or retagged)
         return self._pushed(result)
 
-    def _insert(self, tx: Transaction, repo: Repository, manifest: Manifest) -> ImageRecord:
+    def _insert(
+        self, tx: Transaction, repo: Repository, manifest: Manifest, lenient: bool
+    ) -> ImageRecord:
         size = manifest.size
         if manifest.is_index:
             children = [c.digest for c in manifest.children]
             stored = {d: tx.get_image(repo.id, d) for d in dict.fromkeys(children)}
             missing = [d for d, img in stored.items() if img is None]
-            if missing and not self.lenient:
+            if missing and not lenient:
                 raise ReferencedImagesNotFound(
                     f"The following referenced images were not found in the repository with "
                     f"name '{repo.name}' in the registry with id '{account_of(repo.registry_id)}': "
                     f"[{', '.join(missing)}]"
                 )
             size = max((img.size for img in stored.values() if img is not None), default=0)
-        elif not self.lenient:
+        elif not lenient:
             missing = [
                 b.digest for b in manifest.blobs if tx.get_linked_blob(repo.id, b.digest) is None
             ]
@@ -490,10 +537,16 @@ class ImageService:
         failures: list[ImageFailure] = []
         pulled: list[ImageRecord] = []
         seen: set[tuple[str, str | None]] = set()
+        upstream = self._ensure(registry_id, name, image_ids)
         with self.meta.read() as tx:
+            if upstream and tx.get_repository(registry_id, name) is None:
+                raise next(iter(upstream.values()))  # nothing cached and no upstream answer
             repo = require_repository(tx, registry_id, name)
             snapshot, resolved = resolve_ids(tx, repo, image_ids)
-        for image_id, found in resolved:
+        for i, (image_id, found) in enumerate(resolved):
+            if i in upstream and isinstance(found, ImageFailure):
+                error = upstream[i]
+                found = _failure(image_id, FailureCode(error.failure_code), error.message)
             if isinstance(found, ImageFailure):
                 if found not in failures:
                     failures.append(found)
@@ -701,7 +754,12 @@ class ImageService:
         """The image a tag or digest names (a /v2 pull), in one read (the store's joined
         lookup): it is the hottest path of a pull. With ``pull`` the pull's time is recorded
         as ``principal``'s (pull-time exclusions name principals).
-        Raises RepositoryNotFound, ImageNotFound, ImageArchived."""
+        Raises RepositoryNotFound, ImageNotFound, ImageArchived, and what the source raises
+        (see :meth:`may_fetch`: then this must not run on the event loop)."""
+        if self.source is not None:
+            failed = self._ensure(registry_id, name, [reference])
+            if failed:
+                raise failed[0]
         with self.meta.read() as tx:
             repo_id, record = tx.lookup_image(registry_id, name, reference.tag, reference.digest)
         if repo_id is None:

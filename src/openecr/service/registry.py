@@ -13,6 +13,7 @@ from openecr.service.images import ImageService
 from openecr.service.lifecycle import LifecycleService
 from openecr.service.policies import PolicyService
 from openecr.service.pull_time_exclusions import PullTimeExclusionService
+from openecr.service.pullthrough import PullThroughService
 from openecr.service.referrers import ReferrerService
 from openecr.service.replication import ReplicationService
 from openecr.service.repositories import RepositoryService
@@ -53,6 +54,7 @@ class Registry:
     replication: ReplicationService
     scanning: ScanningService
     policies: PolicyService
+    pull_through: PullThroughService
 
     def registry_host(self, account: str, request_host: str, region: str | None = None) -> str:
         """Where docker reaches ``account``'s registry in ``region`` (default: the default

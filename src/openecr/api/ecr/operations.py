@@ -532,6 +532,7 @@ OPERATIONS: dict[str, Callable[[Call], Doc]] = {
 # the control plane's operations, each area in its own module (imported last: they use Call)
 from openecr.api.ecr.lifecycle_operations import LIFECYCLE_OPERATIONS  # noqa: E402
 from openecr.api.ecr.policy_operations import POLICY_OPERATIONS  # noqa: E402
+from openecr.api.ecr.pullthrough_operations import PULLTHROUGH_OPERATIONS  # noqa: E402
 from openecr.api.ecr.replication_operations import REPLICATION_OPERATIONS  # noqa: E402
 from openecr.api.ecr.scanning_operations import SCANNING_OPERATIONS, scan_details  # noqa: E402
 from openecr.api.ecr.settings_operations import SETTINGS_OPERATIONS  # noqa: E402
@@ -543,3 +544,4 @@ OPERATIONS.update(LIFECYCLE_OPERATIONS)
 OPERATIONS.update(REPLICATION_OPERATIONS)
 OPERATIONS.update(SCANNING_OPERATIONS)
 OPERATIONS.update(POLICY_OPERATIONS)
+OPERATIONS.update(PULLTHROUGH_OPERATIONS)

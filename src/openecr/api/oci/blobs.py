@@ -55,7 +55,11 @@ async def get(ctx: Context, name: str, value: str) -> Response:
     head = ctx.request.method == "HEAD"
     action = "BatchCheckLayerAvailability" if head else "GetDownloadUrlForLayer"
     registry_id = ctx.authorize(name, action)
-    blob = ctx.registry.blobs.stat(registry_id, name, digest)
+    blobs = ctx.registry.blobs
+    if blobs.may_fetch(registry_id, name):  # a pull-through cache may ask its upstream
+        blob = await anyio.to_thread.run_sync(blobs.stat, registry_id, name, digest)
+    else:
+        blob = blobs.stat(registry_id, name, digest)
     headers = {
         "Docker-Content-Digest": blob.digest,
         "ETag": f'"{blob.digest}"',

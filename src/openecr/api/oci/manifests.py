@@ -65,9 +65,15 @@ async def get(ctx: Context, name: str, reference: str) -> Response:
     accepted = accepted_types(ctx.request.headers.getlist("accept"))
     images = ctx.registry.images
     pull = ctx.request.method == "GET"  # a HEAD checks; a GET pulls (its time is recorded)
-    record = images.lookup(
-        registry_id, name, ImageId(digest, tag), pull=pull, principal=ctx.principal
-    )
+    reference_id = ImageId(digest, tag)
+    if images.may_fetch(registry_id, name):  # a pull-through cache may ask its upstream
+        record = await anyio.to_thread.run_sync(
+            lambda: images.lookup(
+                registry_id, name, reference_id, pull=pull, principal=ctx.principal
+            )
+        )
+    else:
+        record = images.lookup(registry_id, name, reference_id, pull=pull, principal=ctx.principal)
     if images.needs_negotiation(record, accepted):
         # negotiation (by tag a conversion, by digest at most signing schema 1) may read blobs
         # and store one: off the event loop
