@@ -11,6 +11,7 @@ processes accept on the one socket, each building its own runtime with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -19,7 +20,8 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from openecr.config import ACCESS_LOG_FORMATS, LOG_LEVELS, Config, ConfigError, from_env
@@ -213,14 +215,37 @@ def run(args: argparse.Namespace) -> int:
         where = error.filename or config.data_dir
         print(f"openecr: cannot use {where}: {error.strerror or error}", file=sys.stderr)
         return 2
-    app = build_app(runtime)
+    from openecr.api.draining import Drain, DrainingApp
+
+    drain = Drain()
+    app = DrainingApp(build_app(runtime), drain)
     logging.getLogger("openecr").info("%s", banner(config, args.host, args.port))
     freeze_heap()
+
+    class DrainingServer(uvicorn.Server):
+        """uvicorn's server that, on Ctrl-C or SIGTERM, first drains (see ``Drain``)."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            drain.start()
+            super().handle_exit(sig, frame)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                # a drained stop is a clean exit: uvicorn would raise the signal again once
+                # done (a KeyboardInterrupt traceback, or death by SIGTERM before the runtime
+                # is closed)
+                self._captured_signals.clear()
+
+    server = DrainingServer(
+        uvicorn.Config(app, host=args.host, port=args.port, **uvicorn_options(config))
+    )
     try:
-        uvicorn.run(app, host=args.host, port=args.port, **uvicorn_options(config))
+        server.run()
     finally:
         runtime.close()
-    return 0
+    return 0 if server.started else 3  # uvicorn's code for a server that did not start
 
 
 def uvicorn_options(config: Config) -> dict[str, Any]:
