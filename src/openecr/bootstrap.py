@@ -170,6 +170,18 @@ def open_metadata(url: str) -> MetadataStore:
     return _pick("metadata", url, METADATA_BACKENDS)
 
 
+def upgrade_database(url: str) -> tuple[str | None, str]:
+    """Run the schema migrations of the SQL database ``url`` names (what every server does on
+    start); returns (revision before, revision now). ConfigError for a store without a schema."""
+    store = open_metadata(url)
+    try:
+        if not isinstance(store, SqlMetadataStore) or store.revisions is None:
+            raise ConfigError(f"{url!r} is not an SQL database: it has no schema to migrate")
+        return store.revisions
+    finally:
+        store.close()
+
+
 def open_blobs(url: str) -> BlobDriver:
     """The blob driver a URL names; raises ConfigError for an unknown scheme."""
     return _pick("blob store", url, BLOB_BACKENDS)

@@ -17,6 +17,7 @@ usage: openecr serve [options]                 run the registry (openecr serve -
        openecr lifecycle run [options]         apply lifecycle policies once (--help)
        openecr gc [--dry-run] [options]        reclaim unreferenced blobs and expired
                                                upload sessions once (--help)
+       openecr db upgrade [options]            run the schema migrations alone (--help)
        openecr [--data-dir DIR] <command> ...  any `aws ecr` command, same options and output,
                                                against --endpoint-url or on the local store
        openecr <command> help                  a command's manual, as `aws ecr <command> help`
@@ -50,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from openecr.cli import gc
 
         return gc.run(args[1:])
+    if args and args[0] == "db":
+        from openecr.cli import db
+
+        return db.run(args[1:])
     from openecr.cli import ecr
 
     return ecr.run(args)

@@ -1,4 +1,5 @@
-"""The tables of the SQL metadata store (created with ``create_all``: no migrations yet).
+"""The tables of the SQL metadata store, as the newest migration leaves them (``migrations/``;
+a test keeps the two equal: a change here is a new migration).
 
 Timestamps are float seconds since the epoch (UTC). Rows of a repository carry its id; no
 foreign keys are declared, so deleting a repository deletes its rows explicitly. The images
@@ -12,7 +13,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     Double,
-    Engine,
     Index,
     Integer,
     LargeBinary,
@@ -22,12 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    insert,
-    inspect,
-    select,
 )
-
-from openecr.domain.manifest import stored_references
 
 metadata = MetaData()
 
@@ -158,64 +153,3 @@ repository_documents = Table(
     PrimaryKeyConstraint("repository_id", "kind"),
     Index("repository_documents_kind", "kind", "repository_id"),
 )
-
-
-# tables of earlier versions that ``create_schema`` drops (their rows are given up)
-DROPPED_TABLES = ("uploads",)  # upload sessions before UploadState (size and parts only)
-
-
-# columns added since a table was first created: (table, column) -> the DDL that adds it
-ADDED_COLUMNS = {
-    ("images", "storage_class"): "VARCHAR(16)",
-    ("images", "last_archived_at"): "DOUBLE PRECISION",
-    ("images", "last_activated_at"): "DOUBLE PRECISION",
-    ("images", "last_pulled_at"): "DOUBLE PRECISION",
-    ("upload_sessions", "updated_at"): "DOUBLE PRECISION",
-}
-
-# VARCHAR columns widened since a table was first created: (table, column) -> the new length
-# (SQLite ignores lengths; PostgreSQL's older tables are altered)
-WIDENED_COLUMNS = {("repositories", "registry_id"): 64}
-
-
-def create_schema(engine: Engine) -> None:
-    """Create the missing tables, add the missing columns of ``ADDED_COLUMNS`` to tables of
-    older data dirs, widen the columns of ``WIDENED_COLUMNS`` (PostgreSQL) and drop the tables
-    of ``DROPPED_TABLES`` (idempotent)."""
-    with engine.begin() as conn:
-        for name in DROPPED_TABLES:
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
-        inspector = inspect(conn)
-        existing = set(inspector.get_table_names())
-        for (table, column), ddl in ADDED_COLUMNS.items():
-            if table in existing:
-                have = {c["name"] for c in inspector.get_columns(table)}
-                if column not in have:
-                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
-        if conn.dialect.name == "postgresql":
-            for (table, column), length in WIDENED_COLUMNS.items():
-                if table not in existing:
-                    continue
-                found = {c["name"]: c["type"] for c in inspector.get_columns(table)}
-                current = getattr(found.get(column), "length", None)  # None: unbounded
-                if current is not None and current < length:
-                    conn.exec_driver_sql(
-                        f"ALTER TABLE {table} ALTER COLUMN {column} TYPE VARCHAR({length})"
-                    )
-    metadata.create_all(engine)
-    if "images" in existing and "image_blobs" not in existing:
-        _backfill_image_blobs(engine)
-
-
-def _backfill_image_blobs(engine: Engine) -> None:
-    """Record the blobs of every image stored before ``image_blobs`` existed."""
-    with engine.begin() as conn:
-        rows = conn.execute(
-            select(images.c.repository_id, images.c.digest, images.c.manifest, images.c.media_type)
-        )
-        for repo_id, digest, manifest, media_type in rows.all():
-            refs = stored_references(bytes(manifest), media_type, digest)
-            conn.execute(
-                insert(image_blobs),
-                [{"repository_id": repo_id, "image": digest, "blob": ref} for ref in refs],
-            )

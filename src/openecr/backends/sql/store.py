@@ -1,6 +1,7 @@
 """SqlMetadataStore: the engines (SQLite in WAL mode, or PostgreSQL) and their transactions.
 
-SQLite write transactions start with ``BEGIN IMMEDIATE`` so writers serialise instead of
+Opening a store brings its schema to the newest migration (``migrate``), once however many
+processes open it at the same moment. SQLite write transactions start with ``BEGIN IMMEDIATE`` so writers serialise instead of
 failing on lock upgrades; PostgreSQL writers take an advisory lock for the same effect.
 """
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
 
-from openecr.backends.sql.schema import create_schema
+from openecr.backends.sql.migrate import upgrade
 from openecr.backends.sql.transaction import SqlTransaction
 from openecr.ports.metadata import MetadataStore
 
@@ -27,13 +28,14 @@ class SqlMetadataStore:
     # back costs more than a short read)
     IDLE_READERS = 4
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
         self._is_sqlite = url.startswith("sqlite")
         self._reader = self._engine(immediate=False)
         self._writer = self._engine(immediate=True)
         self._idle: list[Connection] = []  # list.pop/append are atomic: no lock needed
-        create_schema(self._writer)
+        # (revision before, revision now) of the schema migrations run on opening
+        self.revisions: tuple[str | None, str] | None = upgrade(self._writer) if migrate else None
 
     def _engine(self, *, immediate: bool) -> Engine:
         options: dict[str, Any] = {}
