@@ -1,8 +1,9 @@
 """SqlMetadataStore: the engines (SQLite in WAL mode, or PostgreSQL) and their transactions.
 
 Opening a store brings its schema to the newest migration (``migrate``), once however many
-processes open it at the same moment. SQLite write transactions start with ``BEGIN IMMEDIATE`` so writers serialise instead of
-failing on lock upgrades; PostgreSQL writers take an advisory lock for the same effect.
+processes open it at the same moment. SQLite write transactions start with ``BEGIN IMMEDIATE``
+so writers serialise instead of failing on lock upgrades; PostgreSQL writers take an advisory
+lock for the same effect.
 """
 
 from __future__ import annotations
