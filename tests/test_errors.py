@@ -8,6 +8,7 @@ import botocore.session
 import pytest
 
 from openecr.errors import (
+    BackendUnavailable,
     InvalidParameter,
     OciCode,
     OpenEcrError,
@@ -36,7 +37,11 @@ def _model_exceptions() -> set[str]:
 def test_every_error_renders_on_both_protocols(cls: type[OpenEcrError]) -> None:
     assert cls.ecr_type in _model_exceptions() | AWS_COMMON
     assert 400 <= cls.ecr_status < 600
-    if cls not in (OpenEcrError, StorageUnavailable):  # full or read-only storage is the server's
+    if cls not in (
+        OpenEcrError,
+        StorageUnavailable,
+        BackendUnavailable,
+    ):  # full or read-only storage is the server's
         assert cls.ecr_status < 500, "only the catch-all and storage failures are server faults"
 
 
@@ -61,6 +66,7 @@ WIRE: dict[str, tuple[str, int, str, int]] = {
     "UnknownOperation": ("UnknownOperationException", 400, "UNSUPPORTED", 405),
     "RouteNotFound": ("UnknownOperationException", 400, "UNSUPPORTED", 404),
     "StorageUnavailable": ("ServerException", 500, "UNKNOWN", 507),
+    "BackendUnavailable": ("ServerException", 500, "UNKNOWN", 503),
     "NotFound": ("ServerException", 400, "NAME_UNKNOWN", 404),
     "RepositoryNotFound": ("RepositoryNotFoundException", 400, "NAME_UNKNOWN", 404),
     "ImageNotFound": ("ImageNotFoundException", 400, "MANIFEST_UNKNOWN", 404),
@@ -177,7 +183,9 @@ OCI_STATUSES: dict[OciCode, set[int]] = {
     OciCode.TOOMANYREQUESTS: {429},
     OciCode.RANGE_INVALID: {416},
     OciCode.PAGINATION_NUMBER_INVALID: {400},
-    OciCode.UNKNOWN: {500, 502, 507},  # 502: a pull-through upstream failed; 507: storage full
+    # 502: a pull-through upstream failed; 503: the database or blob store is unreachable;
+    # 507: storage full or read-only
+    OciCode.UNKNOWN: {500, 502, 503, 507},
 }
 
 

@@ -125,3 +125,92 @@ def test_two_servers_on_one_database_see_each_others_writes(
     digest = upload_blob(b, "team/app", b"a layer from two")
     response = httpx.head(f"{one.endpoint}/v2/team/app/blobs/{digest}")
     assert response.status_code == 200
+
+
+def waiting_for_a_lock(url: str) -> int:
+    """How many sessions of the database wait for a lock."""
+    dsn = url.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_writes_lock_their_repository_not_the_database(postgres_url: str) -> None:
+    """A write transaction holding one repository does not stop writes to another; a second
+    write to the same repository waits for the first to commit."""
+    store = SqlMetadataStore(postgres_url)
+    now = datetime.now(UTC)
+    try:
+        with store.write() as tx:
+            one = tx.create_repository(Repository(0, "123456789012", "one", now))
+            tx.create_repository(Repository(0, "123456789012", "two", now))
+        holding, release = threading.Event(), threading.Event()
+        order: list[str] = []
+
+        def hold_one() -> None:
+            with store.write() as tx:
+                assert tx.get_repository("123456789012", "one") is not None
+                tx.set_tag(one.id, "held", "sha256:" + "a" * 64, now)
+                holding.set()
+                release.wait(60)
+                order.append("first committed")
+
+        def second_write_to_one() -> None:
+            with store.write() as tx:
+                assert tx.get_repository("123456789012", "one") is not None
+                order.append(f"second sees {tx.get_tag(one.id, 'held')}")
+
+        holder = threading.Thread(target=hold_one)
+        holder.start()
+        assert holding.wait(60)
+        with store.write() as tx:  # another repository: not blocked by the holder
+            two = tx.get_repository("123456789012", "two")
+            assert two is not None
+            tx.set_tag(two.id, "free", "sha256:" + "b" * 64, now)
+        second = threading.Thread(target=second_write_to_one)
+        second.start()
+        while waiting_for_a_lock(postgres_url) == 0:  # the second writer of "one" waits
+            assert second.is_alive()
+        release.set()
+        holder.join(60)
+        second.join(60)
+        assert order == ["first committed", f"second sees sha256:{'a' * 64}"]
+    finally:
+        store.close()
+
+
+def test_a_database_that_is_down_answers_clear_errors_and_is_reconnected(
+    make_server: ServerFactory, postgres: Any, tmp_path: Path
+) -> None:
+    """PostgreSQL stopped under a running server: ECR answers ServerException naming the cause,
+    /v2 answers 503 (never a traceback); once it is back, the server reconnects by itself."""
+    url = postgres.database()
+    server = make_server("--database-url", url)
+    ecr = server.client()
+    ecr.create_repository(repositoryName="team/app")
+    manifest = make_image(ecr, "team/app", seed="down")
+    ecr.put_image(repositoryName="team/app", imageManifest=manifest.decode(), imageTag="v1")
+    with postgres.stopped():
+        for _ in range(6):  # pooled and idle connections all fail the same way
+            with pytest.raises(ClientError) as caught:
+                ecr.describe_repositories()
+            error = caught.value.response["Error"]
+            assert error["Code"] == "ServerException"
+            assert "metadata database is unavailable" in error["Message"]
+            response = httpx.get(f"{server.endpoint}/v2/team/app/manifests/v1")
+            assert response.status_code == 503
+            assert response.json()["errors"][0]["code"] == "UNKNOWN"
+            assert "metadata database is unavailable" in response.json()["errors"][0]["message"]
+    assert ecr.describe_repositories()["repositories"][0]["repositoryName"] == "team/app"
+    got = ecr.batch_get_image(repositoryName="team/app", imageIds=[{"imageTag": "v1"}])
+    assert got["images"][0]["imageManifest"].encode() == manifest
+    response = httpx.get(
+        f"{server.endpoint}/v2/team/app/manifests/v1",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+    )
+    assert response.status_code == 200
+    postgres.drop(url)

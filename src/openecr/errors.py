@@ -10,6 +10,8 @@ renders on both wire protocols, so each API maps errors in exactly one place:
 Tree (indentation is inheritance)::
 
     OpenEcrError                      ServerException / UNKNOWN
+      StorageUnavailable              ServerException / UNKNOWN (507)
+      BackendUnavailable              ServerException / UNKNOWN (503)
       InvalidParameter                InvalidParameterException / UNSUPPORTED (400)
         SerializationError            SerializationException
         RequestTooLarge               (413) / SIZE_INVALID
@@ -218,6 +220,14 @@ class StorageUnavailable(OpenEcrError):
     no such error (ServerException, naming the cause); on /v2 it is 507 Insufficient Storage."""
 
     oci_status = 507
+
+
+class BackendUnavailable(OpenEcrError):
+    """The metadata database or the object store cannot be reached (down, restarting,
+    refusing connections, throttling): ECR's ServerException naming the cause; on /v2 503
+    Service Unavailable, which clients retry. Nothing was stored."""
+
+    oci_status = 503
 
 
 class NotFound(OpenEcrError):

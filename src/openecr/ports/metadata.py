@@ -1,7 +1,9 @@
 """The metadata store port: repositories, images, tags, blob links and upload sessions.
 
-All access happens inside a transaction. ``write()`` transactions are serialised against each
-other, so check-then-act rules (tag immutability, "already exists") are atomic.
+All access happens inside a transaction. ``write()`` transactions that touch the same
+repository (or the same kind of registry document) are serialised against each other, so
+check-then-act rules (tag immutability, "already exists") are atomic; a store may serialise all
+writes (SQLite, memory) or only those (PostgreSQL: per-repository locks, across replicas).
 """
 
 from __future__ import annotations

@@ -364,14 +364,18 @@ class BlobService:
         None when the source repository or the blob is not there (the caller then falls back
         to an upload), and when the registry's BLOB_MOUNTING setting is DISABLED. Raises
         RepositoryNotFound for ``name``."""
-        with self.meta.write() as tx:
-            repo = require_repository(tx, registry_id, name)
+        with self.meta.read() as tx:
+            require_repository(tx, registry_id, name)
             if not blob_mounting_enabled(tx, registry_id):
                 return None
             origin = tx.get_repository(registry_id, source)
             blob = tx.get_linked_blob(origin.id, digest) if origin is not None else None
-            if blob is None or not self.blobs.touch(digest):
-                return None
+        # the store is asked outside any write transaction (no lock held across its I/O); the
+        # touch keeps a collection that decided to take the blob from taking it
+        if blob is None or not self.blobs.touch(digest):
+            return None
+        with self.meta.write() as tx:
+            repo = require_repository(tx, registry_id, name)
             tx.link_blob(repo.id, blob)
         return blob
 

@@ -2,8 +2,9 @@
 
 Opening a store brings its schema to the newest migration (``migrate``), once however many
 processes open it at the same moment. SQLite write transactions start with ``BEGIN IMMEDIATE``
-so writers serialise instead of failing on lock upgrades; PostgreSQL writers take an advisory
-lock for the same effect.
+so writers serialise instead of failing on lock upgrades; PostgreSQL writers lock the
+repositories they touch (``SqlTransaction``), so writes to different repositories run in
+parallel, across replicas too.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 
 from openecr.backends.sql.migrate import upgrade
 from openecr.backends.sql.transaction import SqlTransaction
+from openecr.errors import BackendUnavailable
 from openecr.ports.metadata import MetadataStore
-
-WRITE_LOCK_KEY = 0x6F70656E656372  # "openecr": the advisory lock PostgreSQL writers take
 
 
 class SqlMetadataStore:
@@ -67,16 +68,17 @@ class SqlMetadataStore:
 
     @contextmanager
     def read(self) -> Iterator[SqlTransaction]:
-        try:
-            conn = self._idle.pop()
-        except IndexError:
-            conn = self._reader.connect()
-        try:
-            with conn.begin():
-                yield SqlTransaction(conn)
-        except BaseException:
-            conn.close()  # a connection that failed goes back to the pool, which checks it
-            raise
+        with self._unavailable():
+            try:
+                conn = self._idle.pop()
+            except IndexError:
+                conn = self._reader.connect()
+            try:
+                with conn.begin():
+                    yield SqlTransaction(conn)
+            except BaseException:
+                conn.close()  # a connection that failed goes back to the pool, which checks it
+                raise
         if len(self._idle) < self.IDLE_READERS:
             self._idle.append(conn)
         else:
@@ -84,11 +86,22 @@ class SqlMetadataStore:
 
     @contextmanager
     def write(self) -> Iterator[SqlTransaction]:
-        with self._writer.connect() as conn, conn.begin():
-            if not self._is_sqlite:
-                # serialise writers across replicas, as BEGIN IMMEDIATE does for SQLite
-                conn.execute(select(func.pg_advisory_xact_lock(WRITE_LOCK_KEY)))
-            yield SqlTransaction(conn)
+        with self._unavailable(), self._writer.connect() as conn, conn.begin():
+            # SQLite: BEGIN IMMEDIATE serialises writers; PostgreSQL: locks per repository
+            yield SqlTransaction(conn, locking=not self._is_sqlite)
+
+    @contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        """PostgreSQL's connection failures (down, restarting, refusing connections) and
+        transient conflicts (deadlock, serialization) as BackendUnavailable; the pool drops
+        the connections of a server that went away, so the next transaction reconnects."""
+        try:
+            yield
+        except DBAPIError as error:
+            cause = _unavailable_cause(error) if not self._is_sqlite else None
+            if cause is None:
+                raise
+            raise BackendUnavailable(f"The metadata database is unavailable: {cause}") from error
 
     def close(self) -> None:
         while self._idle:
@@ -96,6 +109,17 @@ class SqlMetadataStore:
         self._reader.dispose()
         if self._writer is not self._reader:
             self._writer.dispose()
+
+
+def _unavailable_cause(error: DBAPIError) -> str | None:
+    """Why PostgreSQL failed, when the failure is the server's state, not the statement."""
+    state = getattr(error.orig, "sqlstate", None)
+    first_line = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else ""
+    if error.connection_invalidated or state is None:
+        return first_line or "the connection was lost"
+    if state.startswith(("08", "57P", "53300", "40")):  # connection, shutdown, too many, conflict
+        return first_line
+    return None
 
 
 def _conforms(store: SqlMetadataStore) -> MetadataStore:

@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, exists, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from openecr.backends.sql.prepared import (
     GET_BLOB,
@@ -61,13 +63,48 @@ def _upload_from(row: Any) -> UploadSession:
 
 
 class SqlTransaction:
-    """One transaction on one connection; see ``openecr.ports.metadata.Transaction``."""
+    """One transaction on one connection; see ``openecr.ports.metadata.Transaction``.
 
-    def __init__(self, conn: Connection) -> None:
+    With ``locking`` (PostgreSQL's write transactions), writes to one repository are serialised
+    across connections and replicas, and writes to different repositories run in parallel: a
+    repository looked up by name is locked by a transaction-scoped advisory lock on its name
+    (which also serialises creators of one name) and by its row (``FOR UPDATE``); one touched by
+    id only, by its row. Registry-wide documents lock their (registry, kind). Locks are held
+    until the transaction ends. Without ``locking`` (reads; SQLite, whose writes are serialised
+    whole by ``BEGIN IMMEDIATE``) nothing is locked."""
+
+    def __init__(self, conn: Connection, *, locking: bool = False) -> None:
         self.conn = conn
+        self.locking = locking
+        self._locked: set[int] = set()
+
+    def _advisory(self, key: str) -> None:
+        self.conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+
+    def _lock_repository(self, repo_id: int) -> None:
+        if self.locking and repo_id not in self._locked:
+            self._locked.add(repo_id)
+            self.conn.execute(
+                select(repositories.c.id).where(repositories.c.id == repo_id).with_for_update()
+            )
+
+    def _lock_documents(self, registry_id: str, kind: str) -> None:
+        if self.locking:
+            self._advisory(f"documents:{registry_id}:{kind}")
 
     # repositories
     def get_repository(self, registry_id: str, name: str) -> Repository | None:
+        if self.locking:
+            self._advisory(f"repository:{registry_id}:{name}")
+            found = self.conn.execute(
+                select(*REPOSITORY_COLUMNS)
+                .where(repositories.c.registry_id == registry_id, repositories.c.name == name)
+                .with_for_update()
+            ).first()
+            if found is None:
+                return None
+            self._locked.add(found[0])
+            return repository_from(tuple(found))
         row = GET_REPOSITORY.first(self.conn, registry_id=registry_id, name=name)
         return repository_from(row) if row else None
 
@@ -81,6 +118,8 @@ class SqlTransaction:
         return [repository_from(r) for r in rows]
 
     def create_repository(self, repo: Repository) -> Repository:
+        if self.locking:
+            self._advisory(f"repository:{repo.registry_id}:{repo.name}")
         result = self.conn.execute(
             insert(repositories).values(
                 registry_id=repo.registry_id,
@@ -102,6 +141,7 @@ class SqlTransaction:
     def set_tag_mutability(
         self, repo_id: int, mutability: TagMutability, filters: Sequence[ExclusionFilter]
     ) -> None:
+        self._lock_repository(repo_id)
         self.conn.execute(
             update(repositories)
             .where(repositories.c.id == repo_id)
@@ -116,6 +156,7 @@ class SqlTransaction:
         )
 
     def delete_repository(self, repo_id: int) -> None:
+        self._lock_repository(repo_id)
         for table in (
             images,
             tags,
@@ -130,6 +171,7 @@ class SqlTransaction:
         self.conn.execute(delete(repositories).where(repositories.c.id == repo_id))
 
     def count_images(self, repo_id: int) -> int:
+        self._lock_repository(repo_id)
         value = self.conn.execute(
             select(func.count()).select_from(images).where(images.c.repository_id == repo_id)
         ).scalar_one()
@@ -137,14 +179,17 @@ class SqlTransaction:
 
     # images and tags
     def get_image(self, repo_id: int, digest: str) -> ImageRecord | None:
+        self._lock_repository(repo_id)
         row = GET_IMAGE.first(self.conn, repo_id=repo_id, digest=digest)
         return image_from(row) if row else None
 
     def get_tag(self, repo_id: int, tag: str) -> str | None:
+        self._lock_repository(repo_id)
         row = GET_TAG.first(self.conn, repo_id=repo_id, tag=tag)
         return None if row is None else str(row[0])
 
     def tags_of(self, repo_id: int, digest: str) -> list[str]:
+        self._lock_repository(repo_id)
         return [row[0] for row in TAGS_OF.rows(self.conn, repo_id=repo_id, digest=digest)]
 
     def snapshot(
@@ -155,6 +200,7 @@ class SqlTransaction:
         *,
         every_tag: bool = False,
     ) -> ImageSnapshot:
+        self._lock_repository(repo_id)
         targets: dict[str, str] = {}
         found: dict[str, ImageRecord] = {}
         for chunk in chunks(list(dict.fromkeys(tags))):
@@ -197,15 +243,18 @@ class SqlTransaction:
         )
 
     def set_tag(self, repo_id: int, tag: str, digest: str, at: datetime) -> None:
+        self._lock_repository(repo_id)
         self.delete_tag(repo_id, tag)
         self.conn.execute(
             insert(tags).values(repository_id=repo_id, tag=tag, digest=digest, set_at=ts(at))
         )
 
     def delete_tag(self, repo_id: int, tag: str) -> None:
+        self._lock_repository(repo_id)
         self.conn.execute(delete(tags).where(tags.c.repository_id == repo_id, tags.c.tag == tag))
 
     def delete_image(self, repo_id: int, digest: str) -> None:
+        self._lock_repository(repo_id)
         self.conn.execute(
             delete(tags).where(tags.c.repository_id == repo_id, tags.c.digest == digest)
         )
@@ -231,6 +280,7 @@ class SqlTransaction:
         limit: int,
         storage_class: str | None = None,
     ) -> list[ImageView]:
+        self._lock_repository(repo_id)
         query = select(*IMAGE_COLUMNS).where(images.c.repository_id == repo_id)
         if storage_class == "STANDARD":
             query = query.where(images.c.storage_class.is_(None))
@@ -263,6 +313,7 @@ class SqlTransaction:
     def set_storage_class(
         self, repo_id: int, digest: str, storage_class: str, at: datetime
     ) -> None:
+        self._lock_repository(repo_id)
         when = "last_archived_at" if storage_class == "ARCHIVE" else "last_activated_at"
         self.conn.execute(
             update(images)
@@ -289,6 +340,7 @@ class SqlTransaction:
             )
 
     def images_referencing(self, repo_id: int, digest: str) -> list[str]:
+        self._lock_repository(repo_id)
         rows = self.conn.execute(
             select(image_refs.c.parent)
             .where(image_refs.c.repository_id == repo_id, image_refs.c.child == digest)
@@ -297,6 +349,7 @@ class SqlTransaction:
         return [r.parent for r in rows]
 
     def add_references(self, repo_id: int, parent: str, children: Sequence[str]) -> None:
+        self._lock_repository(repo_id)
         unique = sorted(set(children))
         if unique:
             self.conn.execute(
@@ -321,6 +374,7 @@ class SqlTransaction:
 
     def list_tags(self, repo_id: int, after: str | None, limit: int | None) -> list[str]:
         # byte order on every database (PostgreSQL would otherwise sort by its locale)
+        self._lock_repository(repo_id)
         column = tags.c.tag if self.conn.dialect.name == "sqlite" else tags.c.tag.collate("C")
         query = select(tags.c.tag).where(tags.c.repository_id == repo_id)
         if after is not None:
@@ -341,6 +395,7 @@ class SqlTransaction:
         return row[0], image_from(row[1:]) if row[1] is not None else None
 
     def images_with_subject(self, repo_id: int, subject: str) -> list[ImageRecord]:
+        self._lock_repository(repo_id)
         rows = self.conn.execute(
             select(*IMAGE_COLUMNS)
             .where(images.c.repository_id == repo_id, images.c.subject == subject)
@@ -350,18 +405,25 @@ class SqlTransaction:
 
     # blobs
     def link_blob(self, repo_id: int, blob: BlobInfo) -> None:
+        self._lock_repository(repo_id)
         if self.get_blob(blob.digest) is None:
-            self.conn.execute(
-                insert(blobs).values(digest=blob.digest, size=blob.size, media_type=blob.media_type)
-            )
+            # another repository's transaction may insert the same blob at the same moment
+            row = {"digest": blob.digest, "size": blob.size, "media_type": blob.media_type}
+            dialect = self.conn.dialect.name
+            if dialect == "postgresql":
+                self.conn.execute(pg_insert(blobs).values(row).on_conflict_do_nothing())
+            else:
+                self.conn.execute(sqlite_insert(blobs).values(row).on_conflict_do_nothing())
         if self.get_linked_blob(repo_id, blob.digest) is None:
             self.conn.execute(insert(blob_links).values(repository_id=repo_id, digest=blob.digest))
 
     def get_linked_blob(self, repo_id: int, digest: str) -> BlobInfo | None:
+        self._lock_repository(repo_id)
         row = GET_LINKED_BLOB.first(self.conn, repo_id=repo_id, digest=digest)
         return BlobInfo(*row) if row else None
 
     def unlink_blob(self, repo_id: int, digest: str) -> bool:
+        self._lock_repository(repo_id)
         result = self.conn.execute(
             delete(blob_links).where(
                 blob_links.c.repository_id == repo_id, blob_links.c.digest == digest
@@ -441,6 +503,7 @@ class SqlTransaction:
 
     # resource tags
     def get_resource_tags(self, repo_id: int) -> list[tuple[str, str]]:
+        self._lock_repository(repo_id)
         rows = self.conn.execute(
             select(resource_tags.c.key, resource_tags.c.value)
             .where(resource_tags.c.repository_id == repo_id)
@@ -449,6 +512,7 @@ class SqlTransaction:
         return [(r.key, r.value) for r in rows]
 
     def put_resource_tags(self, repo_id: int, items: Sequence[tuple[str, str]]) -> None:
+        self._lock_repository(repo_id)
         self.delete_resource_tags(repo_id, [k for k, _ in items])
         if items:
             self.conn.execute(
@@ -457,6 +521,7 @@ class SqlTransaction:
             )
 
     def delete_resource_tags(self, repo_id: int, keys: Sequence[str]) -> None:
+        self._lock_repository(repo_id)
         if keys:
             self.conn.execute(
                 delete(resource_tags).where(
@@ -470,19 +535,23 @@ class SqlTransaction:
         return and_(c.registry_id == registry_id, c.kind == kind, c.key == key)
 
     def get_document(self, registry_id: str, kind: str, key: str) -> str | None:
+        self._lock_documents(registry_id, kind)
         row = GET_DOCUMENT.first(self.conn, registry_id=registry_id, kind=kind, key=key)
         return None if row is None else str(row[0])
 
     def put_document(self, registry_id: str, kind: str, key: str, body: str) -> None:
+        self._lock_documents(registry_id, kind)
         self.delete_document(registry_id, kind, key)
         row = {"registry_id": registry_id, "kind": kind, "key": key, "body": body}
         self.conn.execute(insert(documents).values(**row))
 
     def delete_document(self, registry_id: str, kind: str, key: str) -> bool:
+        self._lock_documents(registry_id, kind)
         found = self.conn.execute(delete(documents).where(self._document(registry_id, kind, key)))
         return bool(found.rowcount)
 
     def list_documents(self, registry_id: str, kind: str) -> list[tuple[str, str]]:
+        self._lock_documents(registry_id, kind)
         c = documents.c
         rows = self.conn.execute(
             select(c.key, c.body).where(c.registry_id == registry_id, c.kind == kind)
@@ -494,15 +563,18 @@ class SqlTransaction:
         return and_(c.repository_id == repo_id, c.kind == kind)
 
     def get_repository_document(self, repo_id: int, kind: str) -> str | None:
+        self._lock_repository(repo_id)
         row = GET_REPOSITORY_DOCUMENT.first(self.conn, repo_id=repo_id, kind=kind)
         return None if row is None else str(row[0])
 
     def put_repository_document(self, repo_id: int, kind: str, body: str) -> None:
+        self._lock_repository(repo_id)
         self.delete_repository_document(repo_id, kind)
         row = {"repository_id": repo_id, "kind": kind, "body": body}
         self.conn.execute(insert(repository_documents).values(**row))
 
     def delete_repository_document(self, repo_id: int, kind: str) -> bool:
+        self._lock_repository(repo_id)
         query = delete(repository_documents).where(self._repository_document(repo_id, kind))
         return bool(self.conn.execute(query).rowcount)
 
