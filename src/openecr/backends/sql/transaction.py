@@ -149,6 +149,7 @@ class SqlTransaction:
         )
 
     def set_scan_on_push(self, repo_id: int, scan_on_push: bool) -> None:
+        self._lock_repository(repo_id)
         self.conn.execute(
             update(repositories)
             .where(repositories.c.id == repo_id)
