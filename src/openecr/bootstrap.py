@@ -150,9 +150,25 @@ METADATA_BACKENDS: dict[str, Callable[[str], MetadataStore]] = {
     "postgres": _postgres_store,
     "memory": lambda _url: MemoryMetadataStore(),
 }
-BLOB_BACKENDS: dict[str, Callable[[str], BlobDriver]] = {
-    "file": _file_driver,
-    "memory": lambda _url: MemoryBlobDriver(),
+
+
+def _s3_driver(url: str, config: Config) -> BlobDriver:
+    """``s3://BUCKET[/PREFIX]`` with the standard AWS settings and ``--s3-*`` options."""
+    from openecr.backends.s3 import S3BlobDriver
+
+    try:
+        return S3BlobDriver.from_url(
+            url, endpoint_url=config.s3_endpoint_url, path_style=config.s3_path_style
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+
+
+# URL scheme -> factory (of the URL and the configuration, for the store's own options)
+BLOB_BACKENDS: dict[str, Callable[[str, Config], BlobDriver]] = {
+    "file": lambda url, _config: _file_driver(url),
+    "memory": lambda _url, _config: MemoryBlobDriver(),
+    "s3": _s3_driver,
 }
 
 
@@ -182,14 +198,21 @@ def upgrade_database(url: str) -> tuple[str | None, str]:
         store.close()
 
 
-def open_blobs(url: str) -> BlobDriver:
-    """The blob driver a URL names; raises ConfigError for an unknown scheme."""
-    return _pick("blob store", url, BLOB_BACKENDS)
+def open_blobs(url: str, config: Config | None = None) -> BlobDriver:
+    """The blob driver a URL names (with ``config``'s options for it); raises ConfigError
+    for an unknown scheme."""
+    options = config or Config()
+
+    def bound(make: Callable[[str, Config], BlobDriver]) -> Callable[[str], BlobDriver]:
+        return lambda target: make(target, options)
+
+    table = {scheme: bound(make) for scheme, make in BLOB_BACKENDS.items()}
+    return _pick("blob store", url, table)
 
 
 def build_runtime(config: Config) -> Runtime:
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    blobs = BlobStore(open_blobs(config.blob_store_url))
+    blobs = BlobStore(open_blobs(config.blob_store_url, config))
     metadata = open_metadata(config.metadata_url)
     settings = Settings(
         default_account=config.account_id,
@@ -197,6 +220,7 @@ def build_runtime(config: Config) -> Runtime:
         registry_host=config.registry_host,
         authenticate=bool(config.credentials),
         create_on_push=config.create_on_push,
+        blob_redirect=config.redirects_blobs,
     )
     exclusions = PullTimeExclusionService(metadata)
     pulls = PullRecorder(metadata, excluded=exclusions.is_excluded)

@@ -6,6 +6,11 @@ Environment variables (each overridden by the matching ``openecr serve`` option)
 ``OPENECR_DATA_DIR``            where metadata and blobs live (default ``./.openecr``)
 ``OPENECR_BLOB_STORE``          where blobs live: ``file:///path`` (default: the data dir) or
                                ``memory://`` (gone with the process)
+``OPENECR_S3_ENDPOINT_URL``     the S3 endpoint of an ``s3://`` blob store (default: the standard
+                                AWS settings, ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, AWS)
+``OPENECR_S3_PATH_STYLE``       ``1``: path-style S3 addressing (for servers that need it)
+``OPENECR_BLOB_REDIRECT``       ``1``/``0``: /v2 blob GETs redirect to the store's presigned URLs
+                                (default: on with S3, which has them)
 ``OPENECR_DATABASE_URL``        SQLAlchemy URL of the metadata store (default: SQLite in the
                                 data directory)
 ``OPENECR_ACCOUNT_ID``          the default account (default ``123456789012``)
@@ -99,6 +104,9 @@ class Config:
     data_dir: Path = Path(".openecr")
     database_url: str | None = None
     blob_store: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_path_style: bool = False
+    blob_redirect: bool | None = None  # None: on for a store that presigns URLs (S3)
     account_id: str = "123456789012"
     region: str = "us-east-1"
     registry_host: str | None = None
@@ -132,6 +140,13 @@ class Config:
     @property
     def blob_store_url(self) -> str:
         return self.blob_store or self.data_dir.absolute().as_uri()
+
+    @property
+    def redirects_blobs(self) -> bool:
+        """Whether /v2 blob GETs redirect to the blob store's presigned URLs."""
+        if self.blob_redirect is not None:
+            return self.blob_redirect
+        return self.blob_store_url.lower().startswith("s3:")
 
     def validate(self) -> Config:
         if not is_registry_id(self.account_id):
@@ -215,6 +230,11 @@ class Config:
             "OPENECR_DATA_DIR": str(self.data_dir.absolute()),
             "OPENECR_DATABASE_URL": self.database_url,
             "OPENECR_BLOB_STORE": self.blob_store,
+            "OPENECR_S3_ENDPOINT_URL": self.s3_endpoint_url,
+            "OPENECR_S3_PATH_STYLE": flag(self.s3_path_style),
+            "OPENECR_BLOB_REDIRECT": None
+            if self.blob_redirect is None
+            else flag(self.blob_redirect),
             "OPENECR_ACCOUNT_ID": self.account_id,
             "OPENECR_REGION": self.region,
             "OPENECR_REGISTRY_HOST": self.registry_host,
@@ -374,6 +394,12 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Confi
         values["database_url"] = env["OPENECR_DATABASE_URL"]
     if env.get("OPENECR_BLOB_STORE"):
         values["blob_store"] = env["OPENECR_BLOB_STORE"]
+    if env.get("OPENECR_S3_ENDPOINT_URL"):
+        values["s3_endpoint_url"] = env["OPENECR_S3_ENDPOINT_URL"]
+    if "OPENECR_S3_PATH_STYLE" in env:
+        values["s3_path_style"] = _truthy(env["OPENECR_S3_PATH_STYLE"])
+    if env.get("OPENECR_BLOB_REDIRECT"):
+        values["blob_redirect"] = _truthy(env["OPENECR_BLOB_REDIRECT"])
     if env.get("OPENECR_ACCOUNT_ID"):
         values["account_id"] = env["OPENECR_ACCOUNT_ID"]
     if env.get("OPENECR_REGION"):

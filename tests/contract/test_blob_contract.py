@@ -19,6 +19,7 @@ import pytest
 
 from openecr.backends.filesystem import FilesystemBlobDriver
 from openecr.backends.memory_blobs import MemoryBlobDriver
+from openecr.backends.s3 import S3BlobDriver
 from openecr.domain.digest import Digest
 from openecr.domain.model import UploadState
 from openecr.errors import BlobNotFound, InvalidLayer, InvalidLayerPart, UploadNotFound
@@ -41,10 +42,27 @@ def _memory(_root: Path) -> tuple[BlobDriver, BlobDriver]:
 
 
 DRIVERS: dict[str, Factory] = {"filesystem": _files, "memory": _memory}
+# drivers on a server started for the session (a process: their runs are marked slow), made
+# from the fixture that names a fresh place on it
+SERVER_DRIVERS: dict[str, tuple[str, Callable[[str], tuple[BlobDriver, BlobDriver]]]] = {
+    "s3": ("s3_blob_store", lambda url: (s3_driver(url), s3_driver(url))),
+}
 
 
-@pytest.fixture(params=sorted(DRIVERS))
+def s3_driver(url: str) -> BlobDriver:
+    return S3BlobDriver.from_url(url, path_style=True)
+
+
+@pytest.fixture(
+    params=[
+        *sorted(DRIVERS),
+        *(pytest.param(name, marks=pytest.mark.slow) for name in sorted(SERVER_DRIVERS)),
+    ]
+)
 def pair(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[BlobDriver, BlobDriver]:
+    if request.param in SERVER_DRIVERS:
+        fixture, make = SERVER_DRIVERS[request.param]
+        return make(request.getfixturevalue(fixture))
     return DRIVERS[request.param](tmp_path / "store")
 
 

@@ -38,12 +38,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="where metadata and blobs live (./.openecr)")
     parser.add_argument(
         "--database-url",
-        help="the metadata store: sqlite:///path (default: in the data dir) "
+        help="the metadata store: sqlite:///path (default: in the data dir), "
+        "postgresql+psycopg://USER:PASS@HOST/DB (pip install 'openecr[postgres]') "
         "or memory:// (for tests)",
     )
     parser.add_argument(
         "--blob-store",
-        help="where blobs live: file:///path (default: the data dir) or memory:// (for tests)",
+        help="where blobs live: file:///path (default: the data dir), s3://BUCKET[/PREFIX] "
+        "(an S3-compatible object store) or memory:// (for tests)",
+    )
+    parser.add_argument(
+        "--s3-endpoint-url",
+        help="the S3 endpoint of an s3:// blob store (default: AWS_ENDPOINT_URL_S3, "
+        "AWS_ENDPOINT_URL, else AWS)",
+    )
+    parser.add_argument(
+        "--s3-path-style",
+        action="store_true",
+        default=None,
+        help="path-style S3 addressing (http://host/BUCKET/key), for servers that need it",
+    )
+    parser.add_argument(
+        "--blob-redirect",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="answer /v2 blob GETs with a 307 to the blob store's presigned URL (default: on "
+        "with S3) or serve the bytes here (--no-blob-redirect)",
     )
     parser.add_argument("--account-id", help="the default account (123456789012)")
     parser.add_argument("--region", help="the default region, of unsigned requests (us-east-1)")
@@ -164,6 +184,9 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = N
         data_dir=args.data_dir,
         database_url=args.database_url,
         blob_store=args.blob_store,
+        s3_endpoint_url=args.s3_endpoint_url,
+        s3_path_style=args.s3_path_style,
+        blob_redirect=args.blob_redirect,
         account_id=args.account_id,
         region=args.region,
         registry_host=args.registry_host,

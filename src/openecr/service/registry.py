@@ -32,6 +32,8 @@ class Settings:
     authenticate: bool = False
     # whether a push over the registry API (/v2) creates a missing repository
     create_on_push: bool = False
+    # whether /v2 blob GETs redirect to the blob store's presigned URLs (when it has them)
+    blob_redirect: bool = False
 
     def registry_key(self, account: str, region: str | None = None) -> str:
         """The store's key of ``account``'s registry in ``region`` (default: ``region``)."""

@@ -1,0 +1,579 @@
+"""S3BlobDriver: blobs in an S3-compatible object store (AWS S3, SeaweedFS, MinIO, ...), through
+botocore.
+
+Layout under ``s3://BUCKET/PREFIX``:
+
+* ``blobs/<algorithm>/<hex[:2]>/<hex>``: committed blobs, content-addressed and immutable;
+* ``uploads/<session>/state.json``: an upload session's control object (current token, the
+  writer holding the session, its parts and tail), replaced only by conditional writes
+  (``If-Match`` / ``If-None-Match``), so replicas sharing a bucket agree on who writes and which
+  state is current without any other coordination;
+* ``uploads/<session>/p-<writer>-<n>``: its parts, each at least S3's 5 MiB multipart minimum
+  (``PART_SIZE``, growing every 1,000 parts so a session stays within S3's 10,000 parts);
+* ``uploads/<session>/t-<token>``: the bytes past the last whole part (under 5 MiB).
+
+A session is readable at any time (the checking layer re-reads it when its running hash is
+elsewhere). Commit happens only after the checking layer verified the digest: an S3 multipart
+upload at the blob's content address made of server-side copies of the parts and the tail
+(``UploadPartCopy``: no byte passes through openecr again), so the blob appears there whole,
+at once, and only when it matched; then the session's objects are deleted.
+
+Every S3 failure that is the store's state, not the request's (unreachable, throttled,
+denied, bucket missing) is :class:`~openecr.errors.BackendUnavailable` naming the cause;
+botocore retries what is safe to retry, with backoff (standard retry mode).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import cache, partial
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import botocore.session
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from openecr.domain.digest import Digest
+from openecr.domain.model import UploadState
+from openecr.errors import BackendUnavailable, BlobNotFound, InvalidLayerPart, UploadNotFound
+
+MiB = 1024 * 1024
+PART_SIZE = 5 * MiB  # S3's minimum size of a multipart upload's parts (all but the last)
+READ_CHUNK = 1 * MiB
+# a writer that held a session this long without finishing is taken to be dead (its replica
+# was killed mid-write): another writer may take the session over
+WRITER_LEASE_SECONDS = 600.0
+_SESSION = re.compile(r"^[0-9a-f]{32}$")
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
+_CONFLICT = {"412", "PreconditionFailed", "ConditionalRequestConflict", "409"}
+
+T = TypeVar("T")
+
+
+def part_size(index: int) -> int:
+    """The size of part ``index`` (0-based): 5 MiB, and 5 MiB more every 1,000 parts (10,000
+    parts hold about 268 GB)."""
+    return PART_SIZE * (1 + index // 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class S3Location:
+    bucket: str
+    prefix: str  # "" or ending in "/"
+
+    @classmethod
+    def parse(cls, url: str) -> S3Location:
+        """``s3://BUCKET[/PREFIX]``; raises ValueError."""
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "s3" or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"an S3 blob store is s3://BUCKET[/PREFIX], not {url!r}")
+        prefix = parts.path.strip("/")
+        return cls(parts.netloc, f"{prefix}/" if prefix else "")
+
+
+@cache
+def _session() -> Any:
+    """One botocore session per process: its loaded service models are shared by clients."""
+    return botocore.session.get_session()
+
+
+def make_client(
+    *, endpoint_url: str | None = None, path_style: bool = False, region: str | None = None
+) -> Any:
+    """A botocore S3 client from the standard AWS settings (``AWS_ENDPOINT_URL_S3`` /
+    ``AWS_ENDPOINT_URL``, credentials, profiles, ``AWS_REGION``), ``endpoint_url`` and
+    ``path_style`` overriding them."""
+    session = _session()
+    config = BotoConfig(
+        retries={"mode": "standard", "max_attempts": 3},
+        s3={"addressing_style": "path" if path_style else "auto"},
+        max_pool_connections=64,
+        connect_timeout=5,
+        read_timeout=60,
+        signature_version="s3v4",
+    )
+    return session.create_client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region or session.get_config_variable("region") or "us-east-1",
+        config=config,
+    )
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _unavailable(error: Exception) -> BackendUnavailable:
+    if isinstance(error, ClientError):
+        message = error.response.get("Error", {}).get("Message", "") or str(error)
+        cause = f"{_code(error)}: {message}"
+    else:
+        cause = str(error)
+    return BackendUnavailable(f"The blob store is unavailable: {cause}")
+
+
+def _call(action: Callable[[], T]) -> T:
+    """``action()``, with the store's failures as BackendUnavailable (ClientErrors the caller
+    handles are caught inside ``action``)."""
+    try:
+        return action()
+    except ClientError as error:
+        raise _unavailable(error) from error
+    except BotoCoreError as error:
+        raise _unavailable(error) from error
+
+
+@dataclass(slots=True)
+class _Control:
+    """A session's control object as read (``etag``: for the conditional write replacing it)."""
+
+    etag: str
+    token: str
+    writer: str | None
+    writer_at: float
+    parts: list[tuple[str, int]]  # object name (in the session), size
+    tail: tuple[str, int] | None
+
+    @property
+    def size(self) -> int:
+        return sum(size for _, size in self.parts) + (self.tail[1] if self.tail else 0)
+
+    def body(self) -> bytes:
+        return json.dumps(
+            {
+                "token": self.token,
+                "writer": self.writer,
+                "writer_at": self.writer_at,
+                "parts": self.parts,
+                "tail": self.tail,
+            }
+        ).encode()
+
+
+class S3BlobDriver:
+    """A BlobDriver on one bucket (and key prefix); see the module docstring."""
+
+    def __init__(self, location: S3Location, client: Any) -> None:
+        self.location = location
+        self.bucket = location.bucket
+        self.client = client
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        path_style: bool = False,
+        region: str | None = None,
+    ) -> S3BlobDriver:
+        return cls(
+            S3Location.parse(url),
+            make_client(endpoint_url=endpoint_url, path_style=path_style, region=region),
+        )
+
+    # --- keys -------------------------------------------------------------------------------
+
+    def blob_key(self, digest: Digest) -> str:
+        algorithm, _, hexdigest = str(digest).partition(":")
+        return f"{self.location.prefix}blobs/{algorithm}/{hexdigest[:2]}/{hexdigest}"
+
+    def _session_dir(self, key: str) -> str:
+        return f"{self.location.prefix}uploads/{key}/"
+
+    # --- small object operations ---------------------------------------------------------------
+
+    def _get_bytes(self, key: str) -> bytes | None:
+        def get() -> bytes | None:
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=key)
+            except ClientError as error:
+                if _code(error) in _NOT_FOUND:
+                    return None
+                raise
+            with response["Body"] as body:
+                data: bytes = body.read()
+            return data
+
+        return _call(get)
+
+    def _read_control(self, key: str) -> _Control:
+        """The session's control object; raises UploadNotFound."""
+        if not _SESSION.match(key):
+            raise UploadNotFound(f"no upload session {key!r}")
+
+        def get() -> tuple[bytes, str] | None:
+            try:
+                response = self.client.get_object(
+                    Bucket=self.bucket, Key=self._session_dir(key) + "state.json"
+                )
+            except ClientError as error:
+                if _code(error) in _NOT_FOUND:
+                    return None
+                raise
+            with response["Body"] as body:
+                return body.read(), str(response["ETag"])
+
+        found = _call(get)
+        if found is None:
+            raise UploadNotFound(f"no upload session {key!r}")
+        data, etag = found
+        doc = json.loads(data)
+        tail = doc.get("tail")
+        return _Control(
+            etag=etag,
+            token=doc["token"],
+            writer=doc.get("writer"),
+            writer_at=float(doc.get("writer_at") or 0.0),
+            parts=[(name, int(size)) for name, size in doc.get("parts", [])],
+            tail=(tail[0], int(tail[1])) if tail else None,
+        )
+
+    def _write_control(self, key: str, control: _Control | None, new: _Control) -> bool:
+        """Replace the control object ``control`` was read from by ``new`` (create it when
+        ``control`` is None); False when another request replaced or removed it first."""
+        condition = {"IfNoneMatch": "*"} if control is None else {"IfMatch": control.etag}
+
+        def put() -> bool:
+            try:
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=self._session_dir(key) + "state.json",
+                    Body=new.body(),
+                    ContentType="application/json",
+                    **condition,
+                )
+            except ClientError as error:
+                if _code(error) in _CONFLICT or _code(error) in _NOT_FOUND:
+                    return False
+                raise
+            return True
+
+        return _call(put)
+
+    def _put(self, key: str, data: bytes) -> None:
+        _call(lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=data))
+
+    def _delete_keys(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            _call(partial(self.client.delete_object, Bucket=self.bucket, Key=key))
+
+    def _session_objects(self, key: str) -> list[str]:
+        prefix = self._session_dir(key)
+        found: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+
+        def collect() -> None:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                found.extend(item["Key"] for item in page.get("Contents", []))
+
+        _call(collect)
+        return found
+
+    # --- upload sessions -------------------------------------------------------------------------
+
+    def begin(self) -> UploadState:
+        key = uuid.uuid4().hex
+        token = uuid.uuid4().hex
+        control = _Control("", token, None, 0.0, [], None)
+        if not self._write_control(key, None, control):
+            raise BackendUnavailable("The blob store refused a new upload session")
+        return UploadState(key, 0, token)
+
+    def writer(self, state: UploadState) -> S3UploadWriter:
+        control = self._read_control(state.key)
+        if control.token != state.token or control.size != state.size:
+            raise InvalidLayerPart("The upload was changed by another request")
+        if control.writer is not None and time.time() - control.writer_at < WRITER_LEASE_SECONDS:
+            raise InvalidLayerPart("Another request is writing to this upload")
+        writer_id = uuid.uuid4().hex
+        held = _Control(
+            control.etag, control.token, writer_id, time.time(), control.parts, control.tail
+        )
+        if not self._write_control(state.key, control, held):
+            raise InvalidLayerPart("Another request is writing to this upload")
+        return S3UploadWriter(self, state, writer_id, control)
+
+    def read_upload(self, state: UploadState) -> Iterator[bytes]:
+        control = self._read_control(state.key)
+        return self._read_session(state.key, control, state.size)
+
+    def _read_session(self, key: str, control: _Control, size: int) -> Iterator[bytes]:
+        directory = self._session_dir(key)
+        names = [name for name, _ in control.parts]
+        if control.tail is not None:
+            names.append(control.tail[0])
+        left = size
+        for name in names:
+            if left <= 0:
+                break
+            for chunk in self._stream(directory + name, 0, None, missing=UploadNotFound):
+                piece = chunk[:left]
+                left -= len(piece)
+                yield piece
+                if left <= 0:
+                    break
+
+    def commit(self, state: UploadState, digest: Digest) -> None:
+        control = self._read_control(state.key)
+        if control.token != state.token or control.size != state.size:
+            raise InvalidLayerPart("The upload was changed by another request")
+        target = self.blob_key(digest)
+        if self.stat(digest) is None:
+            directory = self._session_dir(state.key)
+            sources = [directory + name for name, _ in control.parts]
+            if control.tail is not None:
+                sources.append(directory + control.tail[0])
+            self._assemble(target, sources)
+        self._remove_session(state.key)
+
+    def _assemble(self, target: str, sources: list[str]) -> None:
+        """Make ``target`` the concatenation of ``sources`` (all but the last at least 5 MiB),
+        appearing whole or not at all."""
+        if not sources:
+            self._put(target, b"")
+            return
+        if len(sources) == 1:
+            source = {"Bucket": self.bucket, "Key": sources[0]}
+            _call(
+                lambda: self.client.copy_object(Bucket=self.bucket, Key=target, CopySource=source)
+            )
+            return
+        upload_id: str = _call(
+            lambda: self.client.create_multipart_upload(Bucket=self.bucket, Key=target)
+        )["UploadId"]
+        try:
+            parts = []
+            for number, name in enumerate(sources, start=1):
+                done = _call(
+                    partial(
+                        self.client.upload_part_copy,
+                        Bucket=self.bucket,
+                        Key=target,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        CopySource={"Bucket": self.bucket, "Key": name},
+                    )
+                )
+                parts.append({"PartNumber": number, "ETag": done["CopyPartResult"]["ETag"]})
+            _call(
+                lambda: self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=target,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
+            )
+        except BaseException:
+            # (else the bucket's lifecycle rules reap abandoned multipart uploads)
+            with contextlib.suppress(ClientError, BotoCoreError):
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=target, UploadId=upload_id
+                )
+            raise
+
+    def _remove_session(self, key: str) -> None:
+        objects = self._session_objects(key)
+        control = self._session_dir(key) + "state.json"
+        # the control object last: while it exists the session is visible as one
+        self._delete_keys([k for k in objects if k != control])
+        self._delete_keys([control])
+
+    def abort(self, state: UploadState) -> None:
+        if _SESSION.match(state.key):
+            self._remove_session(state.key)
+
+    # --- committed blobs ---------------------------------------------------------------------
+
+    def put(self, digest: Digest, data: bytes) -> None:
+        self._put(self.blob_key(digest), data)
+
+    def stat(self, digest: Digest) -> int | None:
+        def head() -> int | None:
+            try:
+                found = self.client.head_object(Bucket=self.bucket, Key=self.blob_key(digest))
+            except ClientError as error:
+                if _code(error) in _NOT_FOUND:
+                    return None
+                raise
+            return int(found["ContentLength"])
+
+        return _call(head)
+
+    def open(self, digest: Digest, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        return self._stream(self.blob_key(digest), offset, length, missing=BlobNotFound)
+
+    def _stream(
+        self,
+        key: str,
+        offset: int,
+        length: int | None,
+        *,
+        missing: type[BlobNotFound] | type[UploadNotFound],
+    ) -> Iterator[bytes]:
+        """The object's bytes (``length`` from ``offset``) in chunks; the request is made
+        here, so a missing object raises ``missing`` before the first chunk is asked for."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if length == 0:
+            if _call(lambda: self._exists(key)):
+                return iter(())
+            raise missing(f"{key} is not in the blob store")
+        if offset or length is not None:
+            end = "" if length is None else str(offset + length - 1)
+            params["Range"] = f"bytes={offset}-{end}"
+
+        def get() -> Any:
+            try:
+                return self.client.get_object(**params)
+            except ClientError as error:
+                if _code(error) in _NOT_FOUND:
+                    raise missing(f"{key} is not in the blob store") from None
+                if _code(error) in ("InvalidRange", "416") and self._exists(key):
+                    return None  # from the end of the object: nothing
+                raise
+
+        response = _call(get)
+        return iter(()) if response is None else self._chunks(response["Body"])
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if _code(error) in _NOT_FOUND:
+                return False
+            raise
+        return True
+
+    @staticmethod
+    def _chunks(body: Any) -> Iterator[bytes]:
+        try:
+            while True:
+                try:
+                    chunk = body.read(READ_CHUNK)
+                except BotoCoreError as error:
+                    raise _unavailable(error) from error
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            body.close()
+
+    def delete(self, digest: Digest) -> None:
+        self._delete_keys([self.blob_key(digest)])
+
+    def download_url(self, digest: Digest, expires_in: int) -> str | None:
+        url: str = _call(
+            lambda: self.client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": self.blob_key(digest)},
+                ExpiresIn=expires_in,
+            )
+        )
+        return url
+
+
+class S3UploadWriter:
+    """One write onto the end of an S3 upload session: bytes are buffered to whole parts
+    (``part_size``), each put as its own object as soon as it is whole; ``finish`` stores the
+    rest as the new tail and replaces the control object (conditionally: a session aborted or
+    taken over meanwhile makes it fail)."""
+
+    def __init__(
+        self, driver: S3BlobDriver, state: UploadState, writer_id: str, base: _Control
+    ) -> None:
+        self._driver = driver
+        self._state = state
+        self._id = writer_id
+        self._base = base
+        self._parts = list(self._base.parts)
+        self._written: list[str] = []  # objects this writer made
+        self._buffer = bytearray()
+        self._loaded = False
+        self._size = state.size
+        self._done = False
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def _load_tail(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            if self._base.tail is not None:
+                name = self._driver._session_dir(self._state.key) + self._base.tail[0]
+                data = self._driver._get_bytes(name)
+                if data is None:
+                    raise UploadNotFound("The upload session is gone")
+                self._buffer[:0] = data
+
+    def write(self, chunks: Iterable[bytes]) -> None:
+        self._load_tail()
+        for chunk in chunks:
+            self._buffer += chunk
+            self._size += len(chunk)
+            while len(self._buffer) >= part_size(len(self._parts)):
+                size = part_size(len(self._parts))
+                name = f"p-{self._id}-{len(self._parts):05d}"
+                self._driver._put(
+                    self._driver._session_dir(self._state.key) + name, bytes(self._buffer[:size])
+                )
+                self._written.append(name)
+                self._parts.append((name, size))
+                del self._buffer[:size]
+
+    def finish(self) -> UploadState:
+        self._load_tail()
+        driver, key = self._driver, self._state.key
+        try:
+            current = driver._read_control(key)
+        except UploadNotFound:
+            self.abort()
+            raise
+        if current.writer != self._id:
+            self.abort()
+            raise UploadNotFound("The upload session was ended while this part was written")
+        token = uuid.uuid4().hex
+        tail: tuple[str, int] | None = None
+        if self._buffer:
+            name = f"t-{token}"
+            driver._put(driver._session_dir(key) + name, bytes(self._buffer))
+            self._written.append(name)
+            tail = (name, len(self._buffer))
+        new = _Control("", token, None, 0.0, self._parts, tail)
+        if not driver._write_control(key, current, new):
+            self.abort()
+            raise UploadNotFound("The upload session was ended while this part was written")
+        self._done = True
+        if self._base.tail is not None:  # the old tail's bytes are in the new parts and tail
+            driver._delete_keys([driver._session_dir(key) + self._base.tail[0]])
+        return UploadState(key, self._size, token)
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        driver, key = self._driver, self._state.key
+        driver._delete_keys(driver._session_dir(key) + name for name in self._written)
+        try:
+            current = driver._read_control(key)
+        except UploadNotFound:
+            return
+        if current.writer == self._id:  # let go of the session, as it was
+            released = _Control(current.etag, current.token, None, 0.0, current.parts, current.tail)
+            driver._write_control(key, current, released)
+
+
+def _conforms(driver: S3BlobDriver) -> Any:
+    """Never called: mypy checks here that the class matches the port."""
+    from openecr.ports.blobs import BlobDriver
+
+    checked: BlobDriver = driver
+    return checked
