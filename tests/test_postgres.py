@@ -214,3 +214,23 @@ def test_a_database_that_is_down_answers_clear_errors_and_is_reconnected(
     )
     assert response.status_code == 200
     postgres.drop(url)
+
+
+def test_background_work_takes_a_lock_shared_by_replicas(postgres_url: str) -> None:
+    """Garbage collection's lock on PostgreSQL is an advisory lock: one replica (here: one
+    store of two) holds it, the other skips; it is free again when the holder is done."""
+    one, two = SqlMetadataStore(postgres_url), SqlMetadataStore(postgres_url)
+    try:
+        first, second = one.locks(), two.locks()
+        assert first is not None and second is not None
+        with first.hold("gc", wait=False) as held:
+            assert held
+            with second.hold("gc", wait=False) as other:
+                assert not other
+            with second.hold("other", wait=False) as unrelated:
+                assert unrelated
+        with second.hold("gc", wait=False) as held:
+            assert held
+    finally:
+        one.close()
+        two.close()

@@ -295,10 +295,13 @@ def build_runtime(config: Config) -> Runtime:
         policies=policies,
         pull_through=pull_through,
     )
+    # one collection at a time: across replicas on PostgreSQL, else across the data dir's
+    # processes
+    shared = metadata.locks() if isinstance(metadata, SqlMetadataStore) else None
     collector = GarbageCollector(
         metadata,
         blobs,
-        FileLocks(config.data_dir),
+        shared or FileLocks(config.data_dir),
         grace=config.gc_grace,
         upload_expiry=config.upload_expiry,
     )

@@ -43,10 +43,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from openecr.domain.digest import Digest
 from openecr.domain.model import UploadState
 from openecr.errors import BackendUnavailable, BlobNotFound, InvalidLayerPart, UploadNotFound
+from openecr.ports.blobs import BlobDriver, StoredObject
 
 MiB = 1024 * 1024
 PART_SIZE = 5 * MiB  # S3's minimum size of a multipart upload's parts (all but the last)
 READ_CHUNK = 1 * MiB
+MAX_COPY = 5 * 1024 * MiB  # the largest object S3 copies in one CopyObject
 # a writer that held a session this long without finishing is taken to be dead (its replica
 # was killed mid-write): another writer may take the session over
 WRITER_LEASE_SECONDS = 600.0
@@ -129,6 +131,13 @@ def _call(action: Callable[[], T]) -> T:
         raise _unavailable(error) from error
     except BotoCoreError as error:
         raise _unavailable(error) from error
+
+
+def _marker_seconds(key: str) -> float:
+    try:
+        return float(key.rpartition("/")[2])
+    except ValueError:
+        return 0.0
 
 
 @dataclass(slots=True)
@@ -327,7 +336,7 @@ class S3BlobDriver:
         if control.token != state.token or control.size != state.size:
             raise InvalidLayerPart("The upload was changed by another request")
         target = self.blob_key(digest)
-        if self.stat(digest) is None:
+        if not self.touch(digest):
             directory = self._session_dir(state.key)
             sources = [directory + name for name, _ in control.parts]
             if control.tail is not None:
@@ -391,22 +400,100 @@ class S3BlobDriver:
         if _SESSION.match(state.key):
             self._remove_session(state.key)
 
+    def list_uploads(self) -> Iterator[StoredObject]:
+        prefix = f"{self.location.prefix}uploads/"
+        sessions: dict[str, tuple[int, float]] = {}
+        for item in self._list(prefix):
+            key = item["Key"][len(prefix) :].partition("/")[0]
+            size, modified = sessions.get(key, (0, 0.0))
+            name = item["Key"].rpartition("/")[2]
+            sessions[key] = (
+                size + (0 if name == "state.json" else int(item["Size"])),
+                max(modified, item["LastModified"].timestamp()),
+            )
+        for key, (size, modified) in sorted(sessions.items()):
+            yield StoredObject(key, size, modified)
+
+    def discard_upload(self, key: str) -> None:
+        if _SESSION.match(key):
+            self._remove_session(key)
+
+    def _list(self, prefix: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+
+        def collect() -> None:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                found.extend(page.get("Contents", []))
+
+        _call(collect)
+        return found
+
     # --- committed blobs ---------------------------------------------------------------------
 
     def put(self, digest: Digest, data: bytes) -> None:
-        self._put(self.blob_key(digest), data)
+        if not self.touch(digest):
+            self._put(self.blob_key(digest), data)
 
-    def stat(self, digest: Digest) -> int | None:
-        def head() -> int | None:
+    # Modification times: S3 cannot change an object's LastModified in place, so a refresh
+    # (``touch``, a commit or put of a blob already stored) puts an empty marker object
+    # ``touched/<algorithm>/<hex>/<seconds>``; a blob's modification time is the later of the two.
+    # ``delete`` with ``older_than`` sets the blob aside (a server-side copy), deletes it, and
+    # puts it back when a marker says it was refreshed meanwhile.
+
+    def _marker_prefix(self, digest: Digest) -> str:
+        algorithm, _, hexdigest = str(digest).partition(":")
+        return f"{self.location.prefix}touched/{algorithm}/{hexdigest}/"
+
+    def _last_modified(self, key: str) -> tuple[float, int] | None:
+        def head() -> tuple[float, int] | None:
             try:
-                found = self.client.head_object(Bucket=self.bucket, Key=self.blob_key(digest))
+                found = self.client.head_object(Bucket=self.bucket, Key=key)
             except ClientError as error:
                 if _code(error) in _NOT_FOUND:
                     return None
                 raise
-            return int(found["ContentLength"])
+            return found["LastModified"].timestamp(), int(found["ContentLength"])
 
         return _call(head)
+
+    def touch(self, digest: Digest) -> bool:
+        # the time is the marker's name (S3's LastModified has whole seconds only)
+        prefix = self._marker_prefix(digest)
+        older = [item["Key"] for item in self._list(prefix)]
+        self._put(f"{prefix}{time.time():.6f}", b"")
+        self._delete_keys(older)
+        return self._last_modified(self.blob_key(digest)) is not None
+
+    def _marker_time(self, digest: Digest) -> float | None:
+        times = [_marker_seconds(item["Key"]) for item in self._list(self._marker_prefix(digest))]
+        return max(times, default=None)
+
+    def modified(self, digest: Digest) -> float | None:
+        found = self._last_modified(self.blob_key(digest))
+        if found is None:
+            return None
+        return max(found[0], self._marker_time(digest) or 0.0)
+
+    def list(self) -> Iterator[StoredObject]:
+        markers: dict[str, float] = {}
+        prefix = f"{self.location.prefix}touched/"
+        for item in self._list(prefix):
+            algorithm, _, rest = item["Key"][len(prefix) :].partition("/")
+            hexdigest = rest.partition("/")[0]
+            name = f"{algorithm}:{hexdigest}"
+            markers[name] = max(markers.get(name, 0.0), _marker_seconds(item["Key"]))
+        prefix = f"{self.location.prefix}blobs/"
+        for item in self._list(prefix):
+            algorithm, _, rest = item["Key"][len(prefix) :].partition("/")
+            digest = Digest.try_parse(f"{algorithm}:{rest.rpartition('/')[2]}")
+            if digest is not None:
+                modified = max(item["LastModified"].timestamp(), markers.get(str(digest), 0.0))
+                yield StoredObject(str(digest), int(item["Size"]), modified)
+
+    def stat(self, digest: Digest) -> int | None:
+        found = self._last_modified(self.blob_key(digest))
+        return None if found is None else found[1]
 
     def open(self, digest: Digest, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         return self._stream(self.blob_key(digest), offset, length, missing=BlobNotFound)
@@ -466,8 +553,43 @@ class S3BlobDriver:
         finally:
             body.close()
 
-    def delete(self, digest: Digest) -> None:
-        self._delete_keys([self.blob_key(digest)])
+    def delete(self, digest: Digest, older_than: float | None = None) -> bool:
+        key = self.blob_key(digest)
+        found = self._last_modified(key)
+        if found is None:
+            return False
+        if older_than is None:
+            self._delete_keys([key])
+            return True
+        modified = self.modified(digest)
+        if modified is None or modified >= older_than:
+            return False
+        if found[1] > MAX_COPY:  # too large to set aside in one copy: the marker decides alone
+            self._delete_keys([key])
+            return True
+        aside = f"{self.location.prefix}gc/{uuid.uuid4().hex}"
+        _call(
+            partial(
+                self.client.copy_object,
+                Bucket=self.bucket,
+                Key=aside,
+                CopySource={"Bucket": self.bucket, "Key": key},
+            )
+        )
+        self._delete_keys([key])
+        marker = self._marker_time(digest)
+        refreshed = marker is not None and marker >= older_than
+        if refreshed and self._last_modified(key) is None:  # put it back
+            _call(
+                partial(
+                    self.client.copy_object,
+                    Bucket=self.bucket,
+                    Key=key,
+                    CopySource={"Bucket": self.bucket, "Key": aside},
+                )
+            )
+        self._delete_keys([aside])
+        return not refreshed
 
     def download_url(self, digest: Digest, expires_in: int) -> str | None:
         url: str = _call(
@@ -532,14 +654,7 @@ class S3UploadWriter:
     def finish(self) -> UploadState:
         self._load_tail()
         driver, key = self._driver, self._state.key
-        try:
-            current = driver._read_control(key)
-        except UploadNotFound:
-            self.abort()
-            raise
-        if current.writer != self._id:
-            self.abort()
-            raise UploadNotFound("The upload session was ended while this part was written")
+        current = self._current()
         token = uuid.uuid4().hex
         tail: tuple[str, int] | None = None
         if self._buffer:
@@ -548,13 +663,36 @@ class S3UploadWriter:
             self._written.append(name)
             tail = (name, len(self._buffer))
         new = _Control("", token, None, 0.0, self._parts, tail)
-        if not driver._write_control(key, current, new):
+        for _ in range(5):  # a refused conditional write is checked: ours to retry, or lost
+            if driver._write_control(key, current, new):
+                break
+            current = self._current()
+        else:
             self.abort()
-            raise UploadNotFound("The upload session was ended while this part was written")
+            raise BackendUnavailable("The blob store refused the upload's new state")
         self._done = True
         if self._base.tail is not None:  # the old tail's bytes are in the new parts and tail
             driver._delete_keys([driver._session_dir(key) + self._base.tail[0]])
         return UploadState(key, self._size, token)
+
+    def _current(self) -> _Control:
+        """The session's control object while it is still the state this write started from
+        (its token unchanged); else the write is lost: aborted, UploadNotFound. A control
+        object not found is read again before the session is taken to be gone (an object
+        store may answer a read racing a write with the object missing)."""
+        for attempt in range(3):
+            try:
+                current = self._driver._read_control(self._state.key)
+                break
+            except UploadNotFound:
+                if attempt == 2:
+                    self.abort()
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        if current.token != self._base.token:
+            self.abort()
+            raise UploadNotFound("The upload session was ended while this part was written")
+        return current
 
     def abort(self) -> None:
         if self._done:
@@ -571,9 +709,6 @@ class S3UploadWriter:
             driver._write_control(key, current, released)
 
 
-def _conforms(driver: S3BlobDriver) -> Any:
+def _conforms(driver: S3BlobDriver) -> BlobDriver:
     """Never called: mypy checks here that the class matches the port."""
-    from openecr.ports.blobs import BlobDriver
-
-    checked: BlobDriver = driver
-    return checked
+    return driver

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 
+from openecr.backends.sql.locks import AdvisoryLocks
 from openecr.backends.sql.migrate import upgrade
 from openecr.backends.sql.transaction import SqlTransaction
 from openecr.errors import BackendUnavailable
@@ -102,6 +103,10 @@ class SqlMetadataStore:
             if cause is None:
                 raise
             raise BackendUnavailable(f"The metadata database is unavailable: {cause}") from error
+
+    def locks(self) -> AdvisoryLocks | None:
+        """Named locks across replicas (PostgreSQL), or None (SQLite: a file lock serves)."""
+        return None if self._is_sqlite else AdvisoryLocks(self._writer)
 
     def close(self) -> None:
         while self._idle:

@@ -62,6 +62,9 @@ def _upload_from(row: Any) -> UploadSession:
     return UploadSession(row.id, row.repository_id, dt(row.created_at), state, updated)
 
 
+BLOB_REFERENCES_LOCK = 0x6F70656E656362  # "openecb": adding blob references vs forgetting blobs
+
+
 class SqlTransaction:
     """One transaction on one connection; see ``openecr.ports.metadata.Transaction``.
 
@@ -77,6 +80,7 @@ class SqlTransaction:
         self.conn = conn
         self.locking = locking
         self._locked: set[int] = set()
+        self._sharing_blobs = False
 
     def _advisory(self, key: str) -> None:
         self.conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
@@ -87,6 +91,13 @@ class SqlTransaction:
             self.conn.execute(
                 select(repositories.c.id).where(repositories.c.id == repo_id).with_for_update()
             )
+
+    def _share_blobs(self) -> None:
+        """Writes that add references to blobs hold ``BLOB_REFERENCES_LOCK`` shared (they run
+        side by side); a collection forgetting a blob takes it exclusively."""
+        if self.locking and not self._sharing_blobs:
+            self._sharing_blobs = True
+            self.conn.execute(select(func.pg_advisory_xact_lock_shared(BLOB_REFERENCES_LOCK)))
 
     def _lock_documents(self, registry_id: str, kind: str) -> None:
         if self.locking:
@@ -359,6 +370,8 @@ class SqlTransaction:
             )
 
     def add_image_blobs(self, repo_id: int, image: str, blobs: Sequence[str]) -> None:
+        self._lock_repository(repo_id)
+        self._share_blobs()
         c = image_blobs.c
         have = {
             r.blob
@@ -407,6 +420,7 @@ class SqlTransaction:
     # blobs
     def link_blob(self, repo_id: int, blob: BlobInfo) -> None:
         self._lock_repository(repo_id)
+        self._share_blobs()
         if self.get_blob(blob.digest) is None:
             # another repository's transaction may insert the same blob at the same moment
             row = {"digest": blob.digest, "size": blob.size, "media_type": blob.media_type}
@@ -444,6 +458,8 @@ class SqlTransaction:
         return self.conn.execute(query).first() is not None
 
     def forget_blob(self, digest: str) -> bool:
+        if self.locking:  # wait for the writes that may be adding references to it
+            self.conn.execute(select(func.pg_advisory_xact_lock(BLOB_REFERENCES_LOCK)))
         if self.blob_in_use(digest):
             return False
         self.conn.execute(delete(blob_links).where(blob_links.c.digest == digest))

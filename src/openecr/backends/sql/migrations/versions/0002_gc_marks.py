@@ -10,6 +10,8 @@ or column already there is kept, and an ``image_blobs`` already there is not bac
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import op
 from sqlalchemy import (
     Column,
@@ -50,7 +52,7 @@ def upgrade() -> None:
     existing = set(inspector.get_table_names())
     if "image_blobs" not in existing:
         image_blobs.create(conn)
-        rows = conn.execute(
+        rows: Any = conn.execute(
             select(
                 Column("repository_id"),
                 Column("digest"),
