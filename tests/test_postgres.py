@@ -234,3 +234,23 @@ def test_background_work_takes_a_lock_shared_by_replicas(postgres_url: str) -> N
     finally:
         one.close()
         two.close()
+
+
+def test_replicas_on_postgresql_share_their_secrets(
+    make_server: ServerFactory, postgres_url: str, tmp_path: Path
+) -> None:
+    """Replicas with data dirs of their own: the URL-signing secret and the schema 1 key are in
+    the database, so a layer URL one signs is good on the other."""
+    blobs = (tmp_path / "blobs").absolute().as_uri()
+    args = ["--database-url", postgres_url, "--blob-store", blobs]
+    one = make_server(*args, data_dir=tmp_path / "one")
+    two = make_server(*args, data_dir=tmp_path / "two")
+    one.client().create_repository(repositoryName="team/app")
+    digest = upload_blob(one.client(), "team/app", b"signed by one")
+    url = one.client().get_download_url_for_layer(repositoryName="team/app", layerDigest=digest)[
+        "downloadUrl"
+    ]
+    on_two = url.replace(one.endpoint, two.endpoint)
+    assert httpx.get(on_two).content == b"signed by one"
+    assert not (tmp_path / "one" / "secret.key").exists()
+    assert not (tmp_path / "two" / "schema1-signing-key.pem").exists()

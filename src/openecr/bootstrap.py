@@ -6,6 +6,7 @@ backend is one entry there (and one fixture in ``tests/contract``)."""
 
 from __future__ import annotations
 
+import base64
 import gc
 import importlib.util
 import logging
@@ -108,17 +109,46 @@ def _create_once(path: Path, make: Callable[[], bytes]) -> bytes:
     return path.read_bytes()
 
 
-def load_secret(data_dir: Path) -> bytes:
-    """The server secret that signs tokens and URLs: created once, kept in the data dir."""
-    return _create_once(data_dir / "secret.key", lambda: secrets.token_bytes(32))
+# documents of the server itself (not of a registry: registry ids are 12 digits)
+SERVER_DOCUMENTS = "openecr"
 
 
-def load_schema1_key(data_dir: Path) -> Schema1Signer:
+def _create_once_shared(metadata: MetadataStore, path: Path, make: Callable[[], bytes]) -> bytes:
+    """The bytes of the server document ``secret/<file name>``, created once by the first
+    replica (its data dir's file when it has one, so what it signed stays valid, else
+    ``make()``); replicas starting together agree (the write locks the document kind)."""
+    with metadata.write() as tx:
+        found = tx.get_document(SERVER_DOCUMENTS, "secret", path.name)
+        if found is None:
+            value = path.read_bytes() if path.exists() else make()
+            found = base64.b64encode(value).decode()
+            tx.put_document(SERVER_DOCUMENTS, "secret", path.name, found)
+    return base64.b64decode(found)
+
+
+def _shares_secrets(metadata: MetadataStore | None) -> bool:
+    """Whether the secrets live in the database: PostgreSQL, which replicas share."""
+    return isinstance(metadata, SqlMetadataStore) and metadata.locks() is not None
+
+
+def load_secret(data_dir: Path, metadata: MetadataStore | None = None) -> bytes:
+    """The server secret that signs tokens and URLs: created once, kept in the database when
+    replicas share it (PostgreSQL), else in the data dir."""
+    path, make = data_dir / "secret.key", lambda: secrets.token_bytes(32)
+    if metadata is not None and _shares_secrets(metadata):
+        return _create_once_shared(metadata, path, make)
+    return _create_once(path, make)
+
+
+def load_schema1_key(data_dir: Path, metadata: MetadataStore | None = None) -> Schema1Signer:
     """The registry's EC P-256 key that signs schema 1 manifests converted on the fly (PEM):
-    created once, kept in the data dir, so its key id stays stable across restarts."""
-    pem = _create_once(
-        data_dir / "schema1-signing-key.pem", lambda: Schema1Signer.generate().to_pem()
-    )
+    created once, kept in the database when replicas share it (PostgreSQL), else in the data
+    dir, so its key id stays stable across restarts and replicas."""
+    path = data_dir / "schema1-signing-key.pem"
+    if metadata is not None and _shares_secrets(metadata):
+        pem = _create_once_shared(metadata, path, lambda: Schema1Signer.generate().to_pem())
+    else:
+        pem = _create_once(path, lambda: Schema1Signer.generate().to_pem())
     return Schema1Signer.from_pem(pem)
 
 
@@ -228,7 +258,7 @@ def build_runtime(config: Config) -> Runtime:
     images = ImageService(
         metadata,
         lenient_manifests=config.lenient_manifests,
-        converter=ManifestConverter(metadata, blobs, load_schema1_key(config.data_dir)),
+        converter=ManifestConverter(metadata, blobs, load_schema1_key(config.data_dir, metadata)),
         pulls=pulls if config.pull_times else None,
     )
     repositories = RepositoryService(metadata, blobs=blobs)
@@ -279,7 +309,7 @@ def build_runtime(config: Config) -> Runtime:
         repositories=repositories,
         images=images,
         blobs=blob_service,
-        tokens=TokenService(load_secret(config.data_dir)),
+        tokens=TokenService(load_secret(config.data_dir, metadata)),
         templates=templates,
         exclusions=exclusions,
         account_settings=AccountSettingsService(metadata),
