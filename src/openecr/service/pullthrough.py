@@ -548,7 +548,9 @@ class PullThroughService:
             blob = BlobInfo(str(digest), size, known.media_type if known else None)
             with self.meta.write() as tx:
                 repo = tx.get_repository(registry_id, name)
-                if repo is not None:
+                # refreshed in the link's transaction, so a garbage collection that forgot the
+                # blob meanwhile keeps it or took it already (docs/garbage-collection.md)
+                if repo is not None and self.blobs.touch(digest):
                     tx.link_blob(repo.id, blob)
 
     def _stream_blob(self, client: UpstreamRegistry, upstream_repo: str, digest: Digest) -> int:

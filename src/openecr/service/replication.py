@@ -525,8 +525,13 @@ class ReplicationService:
             with self.meta.write() as tx:
                 target = require_repository(tx, key, name)
                 for blob in image.blobs:
-                    if tx.get_linked_blob(target.id, blob.digest) is None:
-                        tx.link_blob(target.id, blob)  # same blob store: nothing to copy
+                    # same blob store: nothing to copy; refreshed in the link's transaction for
+                    # garbage collection (a blob collected meanwhile is not linked: the push
+                    # below is refused, as for any missing blob)
+                    if tx.get_linked_blob(target.id, blob.digest) is None and self.blobs.touch(
+                        Digest(blob.digest)
+                    ):
+                        tx.link_blob(target.id, blob)
             record = image.record
             try:
                 self.images.store_manifest(
