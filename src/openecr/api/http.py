@@ -133,9 +133,13 @@ class EcrEndpoint:
         )
         target = headers.get("x-amz-target")
         # a pull that may fetch from a pull-through cache's upstream waits off the event loop
-        if protocol.runs_inline(target) and not registry.images.may_fetch(
-            registry.settings.registry_key(account, region)
-        ):
+        try:
+            inline = protocol.runs_inline(target) and not registry.images.may_fetch(
+                registry.settings.registry_key(account, region)
+            )
+        except OpenEcrError:  # (a database that is down): the handler meets it and answers it
+            inline = False
+        if inline:
             rendered = protocol.handle(registry, caller, target, body)
         else:
             rendered = await anyio.to_thread.run_sync(
