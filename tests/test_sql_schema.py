@@ -31,6 +31,12 @@ def tables(path: Path) -> set[str]:
     return {name for (name,) in rows}
 
 
+def indexes(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
+    return {name for (name,) in rows}
+
+
 def test_an_old_data_dir_loses_its_open_uploads_and_keeps_its_images(tmp_path: Path) -> None:
     path = tmp_path / "metadata.db"
     with sqlite3.connect(path) as conn:
@@ -47,3 +53,5 @@ def test_an_old_data_dir_loses_its_open_uploads_and_keeps_its_images(tmp_path: P
         # the columns added since (archive, pull times) were added, with their defaults
         assert (found.storage_class, found.last_pulled_at) == ("STANDARD", None)
         assert "uploads" not in tables(path) and "upload_sessions" in tables(path)
+        # the indexes added since (the web page's push order, referrers) were created
+        assert {"ix_images_repository_seq", "ix_images_subject"} <= indexes(path)

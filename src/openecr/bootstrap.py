@@ -26,6 +26,7 @@ from openecr.api.background import Background
 from openecr.api.http import Authenticator, create_app
 from openecr.api.lifecycle_schedule import LifecycleSchedule
 from openecr.api.observe import AccessLogHandler, Observed
+from openecr.api.ui import UiApp, UiAuth
 from openecr.backends.file_lock import FileLocks
 from openecr.backends.filesystem import FilesystemBlobDriver
 from openecr.backends.memory_blobs import MemoryBlobDriver
@@ -40,6 +41,7 @@ from openecr.ports.metadata import MetadataStore
 from openecr.service.account_settings import AccountSettingsService
 from openecr.service.blobs import BlobService
 from openecr.service.blobstore import BlobStore
+from openecr.service.browse import BrowseService
 from openecr.service.conversion import ManifestConverter
 from openecr.service.creation_templates import CreationTemplateService
 from openecr.service.gc import GarbageCollector, GcReport
@@ -379,7 +381,15 @@ def build_app(runtime: Runtime) -> ASGIApp:
             region=runtime.config.region,
         )
     regions.load()
-    app = create_app(runtime.registry, authenticate)
+    keys = {
+        c.access_key_id: (c.secret_access_key, c.account_id) for c in runtime.config.credentials
+    }
+    page = UiApp(
+        runtime.registry,
+        BrowseService(runtime.metadata, runtime.blobs),
+        UiAuth(keys) if runtime.config.credentials else None,
+    )
+    app = create_app(runtime.registry, authenticate, page=page)
     replication = runtime.registry.replication
     app = Background(app, replication.start, replication.stop)
     observed = Observed(app, runtime.health, runtime.metrics, runtime.config.access_log)

@@ -1140,6 +1140,55 @@ def test_documents_roll_back_with_the_write(metadata_store: MetadataStore) -> No
         assert tx.get_repository_document(repo.id, "k") == "kept"
 
 
+# browsing (the web page)
+
+
+def test_registry_keys_lists_registries_holding_repositories(
+    metadata_store: MetadataStore,
+) -> None:
+    with metadata_store.read() as tx:
+        assert tx.registry_keys() == []
+    with metadata_store.write() as tx:
+        new_repo(tx, "b", OTHER_REGISTRY)
+        new_repo(tx, "a")
+        new_repo(tx, "c")
+        new_repo(tx, "x", f"{REGISTRY}.eu-west-1")
+    with metadata_store.read() as tx:
+        assert tx.registry_keys() == sorted([REGISTRY, OTHER_REGISTRY, f"{REGISTRY}.eu-west-1"])
+
+
+def test_repository_stats_count_and_sum_images(metadata_store: MetadataStore) -> None:
+    with metadata_store.write() as tx:
+        full = new_repo(tx, "full")
+        empty = new_repo(tx, "empty")
+        for i, name in enumerate(["one", "two", "three"]):
+            tx.insert_image(replace(image(full.id, name), pushed_at=at(i)))
+    with metadata_store.read() as tx:
+        stats = tx.repository_stats([full.id, empty.id])
+        assert tx.repository_stats([]) == {}
+    sizes = sum(len(json.dumps({"name": n}).encode()) for n in ["one", "two", "three"])
+    assert set(stats) == {full.id}
+    assert (stats[full.id].images, stats[full.id].size) == (3, sizes)
+    assert stats[full.id].last_pushed_at == at(2)
+
+
+def test_recent_images_are_newest_first_with_tags(metadata_store: MetadataStore) -> None:
+    with metadata_store.write() as tx:
+        repo = new_repo(tx, "r")
+        other = new_repo(tx, "o")
+        push(tx, repo.id, "a", "b", "c", "d")
+        push(tx, other.id, "z")
+        tx.set_tag(repo.id, "also-c", digest("c"), at(10))
+        tx.delete_tag(repo.id, "d")
+    with metadata_store.read() as tx:
+        first = tx.recent_images(repo.id, None, 2)
+        assert [v.image.digest for v in first] == [digest("d"), digest("c")]
+        assert [v.tags for v in first] == [(), ("also-c", "c")]
+        rest = tx.recent_images(repo.id, first[-1].image.seq, 10)
+        assert [v.image.digest for v in rest] == [digest("b"), digest("a")]
+        assert tx.recent_images(repo.id, rest[-1].image.seq, 10) == []
+
+
 def test_every_method_of_the_port_is_covered() -> None:
     """A method added to the port fails here until a contract test calls it."""
     source = Path(__file__).read_text()

@@ -1,5 +1,5 @@
-"""The ASGI application: the ECR JSON API on ``POST /``, the OCI API under ``/v2`` and signed
-layer downloads.
+"""The ASGI application: the ECR JSON API on ``POST /``, the OCI API under ``/v2``, signed
+layer downloads and the web page under ``/ui`` (a browser's ``GET /`` is sent there).
 
 ``create_app`` is a factory; nothing here holds global state. The two APIs are bare ASGI apps
 reached by a path test before any framework code runs (they are the hot paths); Starlette
@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from openecr.api import layer_urls
+from openecr.api import layer_urls, ui
 from openecr.api.ecr import protocol
 from openecr.api.oci import OciApp
 from openecr.api.sigv4 import request_region
@@ -148,26 +148,47 @@ class EcrEndpoint:
         await _send_ecr(send, rendered)
 
 
-class _Front:
-    """Sends ``/`` to the ECR API and ``/v2...`` to the OCI API, the rest to ``other``."""
+async def _to_ui(send: Send) -> None:
+    """A browser's ``GET /``: 303 to the web page."""
+    headers = [(b"location", f"{ui.PREFIX}/".encode()), (b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
-    def __init__(self, ecr: ASGIApp, oci: ASGIApp, other: ASGIApp) -> None:
+
+class _Front:
+    """Sends ``/`` to the ECR API (a browser's GET to the web page), ``/v2...`` to the OCI
+    API, ``/ui...`` to the web page, the rest to ``other``."""
+
+    def __init__(
+        self, ecr: ASGIApp, oci: ASGIApp, other: ASGIApp, page: ASGIApp | None = None
+    ) -> None:
         self.ecr = ecr
         self.oci = oci
         self.other = other
+        self.page = page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
             if path == "/":
+                if (
+                    self.page is not None
+                    and scope["method"] in ("GET", "HEAD")
+                    and ui.wants_html(scope["headers"])
+                ):
+                    return await _to_ui(send)
                 return await self.ecr(scope, receive, send)
             if path == "/v2" or path.startswith("/v2/"):
                 return await self.oci(scope, receive, send)
+            if self.page is not None and (path == ui.PREFIX or path.startswith(f"{ui.PREFIX}/")):
+                return await self.page(scope, receive, send)
         await self.other(scope, receive, send)
 
 
-def create_app(registry: Registry, authenticate: Authenticator | None = None) -> ASGIApp:
-    """The whole HTTP surface of one registry process."""
+def create_app(
+    registry: Registry, authenticate: Authenticator | None = None, *, page: ASGIApp | None = None
+) -> ASGIApp:
+    """The whole HTTP surface of one registry process; ``page`` is the web page (``/ui``)."""
 
     async def download_layer(request: Request) -> Response:
         params = request.path_params
@@ -194,4 +215,6 @@ def create_app(registry: Registry, authenticate: Authenticator | None = None) ->
         Route(layer_urls.ROUTE, download_layer, methods=["GET"]),
         Route("/openecr/health", health, methods=["GET"]),
     ]
-    return _Front(EcrEndpoint(registry, authenticate), OciApp(registry), Starlette(routes=routes))
+    return _Front(
+        EcrEndpoint(registry, authenticate), OciApp(registry), Starlette(routes=routes), page
+    )

@@ -23,6 +23,7 @@ from openecr.domain.model import (
     ImageSnapshot,
     ImageView,
     Repository,
+    RepositoryStats,
     TagMutability,
     UploadSession,
     UploadState,
@@ -294,6 +295,30 @@ class MemoryTransaction:
             if storage_class is not None and image.storage_class != storage_class:
                 continue
             found.append(image)
+        by_digest = rows.tags_by_digest({i.digest for i in found})
+        return [ImageView(i, tuple(by_digest.get(i.digest, ()))) for i in found]
+
+    # browsing
+    def registry_keys(self) -> list[str]:
+        return sorted({registry for registry, _ in self._state.names})
+
+    def repository_stats(self, repo_ids: Collection[int]) -> dict[int, RepositoryStats]:
+        found: dict[int, RepositoryStats] = {}
+        for repo_id in repo_ids:
+            held = list(self._rows(repo_id).images.values())
+            if held:
+                last = max(i.pushed_at for i in held)
+                found[repo_id] = RepositoryStats(len(held), sum(i.size for i in held), last)
+        return found
+
+    def recent_images(self, repo_id: int, before: int | None, limit: int) -> list[ImageView]:
+        rows = self._rows(repo_id)
+        found: list[ImageRecord] = []
+        for image in reversed(rows.images.values()):  # newest first
+            if len(found) >= limit:
+                break
+            if before is None or image.seq < before:
+                found.append(image)
         by_digest = rows.tags_by_digest({i.digest for i in found})
         return [ImageView(i, tuple(by_digest.get(i.digest, ()))) for i in found]
 

@@ -94,6 +94,16 @@ class ImageView:
 
 
 @dataclass(frozen=True, slots=True)
+class RepositoryStats:
+    """What a repository holds: images, their sizes summed (shared layers counted once per
+    image) and the time of the last push."""
+
+    images: int
+    size: int
+    last_pushed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class ImageSnapshot:
     """Some images of one repository, read at once for a batch of ids.
 

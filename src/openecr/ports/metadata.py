@@ -20,6 +20,7 @@ from openecr.domain.model import (
     ImageSnapshot,
     ImageView,
     Repository,
+    RepositoryStats,
     TagMutability,
     UploadSession,
     UploadState,
@@ -157,6 +158,21 @@ class Transaction(Protocol):
     def images_with_subject(self, repo_id: int, subject: str) -> list[ImageRecord]:
         """Images of the repository whose manifest names ``subject`` as its subject, in push
         order."""
+        ...
+
+    # browsing (the web page)
+    def registry_keys(self) -> list[str]:
+        """The keys of the registries that hold at least one repository, in byte order."""
+        ...
+
+    def repository_stats(self, repo_ids: Collection[int]) -> dict[int, RepositoryStats]:
+        """Image count, summed image sizes and last push of each of ``repo_ids`` that holds
+        images (absent: none)."""
+        ...
+
+    def recent_images(self, repo_id: int, before: int | None, limit: int) -> list[ImageView]:
+        """Images with their tags, newest push first, those pushed before the image whose
+        ``seq`` is ``before`` only."""
         ...
 
     # blobs

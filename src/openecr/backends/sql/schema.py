@@ -60,6 +60,9 @@ images = Table(
     Column("last_pulled_at", Double),
     UniqueConstraint("repository_id", "digest", name="uq_image_digest"),
     Index("ix_images_subject", "repository_id", "subject"),
+    # a repository's images in push order (ListImages, DescribeImages, the web page, both
+    # directions) without a sort, and its count and size from the index alone
+    Index("ix_images_repository_seq", "repository_id", "id", "size", "pushed_at"),
 )
 
 tags = Table(

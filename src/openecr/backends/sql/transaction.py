@@ -49,6 +49,7 @@ from openecr.domain.model import (
     ImageSnapshot,
     ImageView,
     Repository,
+    RepositoryStats,
     TagMutability,
     UploadSession,
     UploadState,
@@ -308,6 +309,51 @@ class SqlTransaction:
         elif tag_status == "UNTAGGED":
             query = query.where(~tagged)
         found = [image_from(r) for r in self.conn.execute(query.order_by(images.c.id).limit(limit))]
+        by_digest: dict[str, list[str]] = {}
+        if found:
+            rows = self.conn.execute(
+                select(tags.c.tag, tags.c.digest)
+                .where(
+                    tags.c.repository_id == repo_id,
+                    tags.c.digest.in_([i.digest for i in found]),
+                )
+                .order_by(tags.c.set_at.desc(), tags.c.tag)
+            )
+            for row in rows:
+                by_digest.setdefault(row.digest, []).append(row.tag)
+        return [ImageView(i, tuple(by_digest.get(i.digest, ()))) for i in found]
+
+    # browsing
+    def registry_keys(self) -> list[str]:
+        query = select(repositories.c.registry_id).distinct().order_by(repositories.c.registry_id)
+        return [str(row[0]) for row in self.conn.execute(query)]
+
+    def repository_stats(self, repo_ids: Collection[int]) -> dict[int, RepositoryStats]:
+        if not repo_ids:
+            return {}
+        query = (
+            select(
+                images.c.repository_id,
+                func.count(),
+                func.coalesce(func.sum(images.c.size), 0),
+                func.max(images.c.pushed_at),
+            )
+            .where(images.c.repository_id.in_(list(repo_ids)))
+            .group_by(images.c.repository_id)
+        )
+        return {
+            int(row[0]): RepositoryStats(int(row[1]), int(row[2]), dt(row[3]))
+            for row in self.conn.execute(query)
+        }
+
+    def recent_images(self, repo_id: int, before: int | None, limit: int) -> list[ImageView]:
+        query = select(*IMAGE_COLUMNS).where(images.c.repository_id == repo_id)
+        if before is not None:
+            query = query.where(images.c.id < before)
+        rows = self.conn.execute(query.order_by(images.c.id.desc()).limit(limit))
+        return self._with_tags(repo_id, [image_from(r) for r in rows])
+
+    def _with_tags(self, repo_id: int, found: list[ImageRecord]) -> list[ImageView]:
         by_digest: dict[str, list[str]] = {}
         if found:
             rows = self.conn.execute(
