@@ -42,7 +42,7 @@ typecheck: install
 	$(BIN)/mypy bench
 
 test: install
-	./scripts/install-test-deps skopeo podman docker.io busybox-static wrk hey docker-registry apache2-utils postgresql-15 curl openssl haproxy
+	./scripts/install-test-deps skopeo podman docker.io busybox-static wrk hey docker-registry apache2-utils postgresql-15 curl openssl haproxy chromium chromium-driver
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/lint-imports

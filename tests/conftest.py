@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, cast, overload
 
 import boto3
+import httpcore  # noqa: F401 (see below)
 import httpx
 import pytest
 import uvicorn
@@ -35,6 +36,9 @@ from openecr.cli import serve
 from openecr.config import Config
 from storage_servers import PostgresCluster, SeaweedFS
 
+# httpx imports httpcore on its first request; httpcore imports trio when it is installed
+# (selenium, for tests/test_ui_browser.py, brings it), and trio's import runs ldconfig: the
+# import above happens at collection, before the audit hook below refuses processes in tests.
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 ACCOUNT = "123456789012"

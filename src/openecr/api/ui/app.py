@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib.resources import files
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import anyio.to_thread
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -106,6 +106,21 @@ def when(value: datetime | None) -> str:
     return "never" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+KINDS = {
+    "application/vnd.docker.distribution.manifest.v2+json": "Docker image",
+    "application/vnd.docker.distribution.manifest.list.v2+json": "Docker manifest list",
+    "application/vnd.docker.distribution.manifest.v1+json": "Docker schema 1",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws": "Docker schema 1 (signed)",
+    "application/vnd.oci.image.manifest.v1+json": "OCI image",
+    "application/vnd.oci.image.index.v1+json": "OCI index",
+}
+
+
+def kind(media_type: str) -> str:
+    """A manifest media type as people name it (others as they are)."""
+    return KINDS.get(media_type, media_type)
+
+
 def short(digest: str) -> str:
     algorithm, _, hexa = digest.partition(":")
     return f"{algorithm}:{hexa[:12]}" if hexa else digest
@@ -118,7 +133,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(size=human_size, when=when, short=short, q=quote)
+    env.filters.update(size=human_size, when=when, short=short, kind=kind)
     env.globals.update(prefix=PREFIX, account_of=account_of)
     return env
 
