@@ -18,6 +18,8 @@ usage: openecr serve [options]                 run the registry (openecr serve -
        openecr gc [--dry-run] [options]        reclaim unreferenced blobs and expired
                                                upload sessions once (--help)
        openecr db upgrade [options]            run the schema migrations alone (--help)
+       openecr image export REF -o FILE        write an image to a tar (docker load, skopeo)
+       openecr image import FILE --repository-name N   store a docker save / OCI layout tar
        openecr [--data-dir DIR] <command> ...  any `aws ecr` command, same options and output,
                                                against --endpoint-url or on the local store
        openecr <command> help                  a command's manual, as `aws ecr <command> help`
@@ -47,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from openecr.cli import lifecycle
 
         return lifecycle.run(args[1:])
+    if args and args[0] == "image":
+        from openecr.cli import image
+
+        return image.run(args[1:])
     if args and args[0] == "gc":
         from openecr.cli import gc
 
