@@ -309,19 +309,7 @@ class SqlTransaction:
         elif tag_status == "UNTAGGED":
             query = query.where(~tagged)
         found = [image_from(r) for r in self.conn.execute(query.order_by(images.c.id).limit(limit))]
-        by_digest: dict[str, list[str]] = {}
-        if found:
-            rows = self.conn.execute(
-                select(tags.c.tag, tags.c.digest)
-                .where(
-                    tags.c.repository_id == repo_id,
-                    tags.c.digest.in_([i.digest for i in found]),
-                )
-                .order_by(tags.c.set_at.desc(), tags.c.tag)
-            )
-            for row in rows:
-                by_digest.setdefault(row.digest, []).append(row.tag)
-        return [ImageView(i, tuple(by_digest.get(i.digest, ()))) for i in found]
+        return self._with_tags(repo_id, found)
 
     # browsing
     def registry_keys(self) -> list[str]:
