@@ -72,7 +72,7 @@ def test_metrics_sum_over_workers(make_server: ServerFactory) -> None:
 
 def test_make_serve_installs_only_the_runtime_dependencies() -> None:
     done = subprocess.run(
-        ["make", "-n", "-B", "serve", "SERVE_ARGS=--access-log json"],
+        ["make", "--no-print-directory", "-n", "-B", "serve", "SERVE_ARGS=--access-log json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
