@@ -27,7 +27,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     mountpoint = tmp_path / "small"
     mountpoint.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mountpoint)],
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mountpoint)],
         capture_output=True,
         text=True,
         check=False,
@@ -48,7 +48,7 @@ def test_a_full_data_directory(
     ecr.create_repository(repositoryName="full")
     caplog.set_level(logging.ERROR)
 
-    big = os.urandom(4 * MiB)
+    big = os.urandom(6 * MiB)
     digest = "sha256:" + hashlib.sha256(big).hexdigest()
     v2 = httpx.post(
         f"{server.endpoint}/v2/full/blobs/uploads/", params={"digest": digest}, content=big
