@@ -34,7 +34,7 @@ from openecr.errors import (
 from openecr.ports.metadata import MetadataStore
 from openecr.service.account_settings import blob_mounting_enabled
 from openecr.service.blobstore import BlobStore, CheckedWriter
-from openecr.service.common import Clock, require_repository, utcnow
+from openecr.service.common import Clock, Permit, require_repository, utcnow
 
 PART_SIZE = 20 * 1024 * 1024  # what InitiateLayerUpload advertises; parts may be smaller
 
@@ -124,15 +124,38 @@ class PartUpload:
         self.writer.abort()
 
 
+class StreamingBlob(Protocol):
+    """A blob a source streams while it stores it: ``chunks`` raises when the transfer fails
+    (nothing is then stored) and must be closed."""
+
+    @property
+    def blob(self) -> BlobInfo: ...
+
+    @property
+    def chunks(self) -> ClosableChunks: ...
+
+
+class ClosableChunks(Iterator[bytes], Protocol):
+    def close(self) -> None: ...
+
+
 class BlobSource(Protocol):
     """Where a pull may find blobs a repository does not hold yet (a pull-through cache):
     ``covers`` says cheaply whether it may have work for a repository; ``ensure_blob`` links
     the blob into the repository when it can (raising UnableToGetUpstreamLayer when its
-    upstream fails) and returns quietly when it has none."""
+    upstream fails) and returns quietly when it has none; ``stream_blob`` does the same
+    while it streams the bytes to the caller, or returns None having linked them (or found
+    none). ``permit`` is the caller's right to import (raises AccessDenied)."""
 
     def covers(self, registry_id: str, name: str | None = None) -> bool: ...
 
-    def ensure_blob(self, registry_id: str, name: str, digest: Digest) -> None: ...
+    def ensure_blob(
+        self, registry_id: str, name: str, digest: Digest, permit: Permit | None = None
+    ) -> None: ...
+
+    def stream_blob(
+        self, registry_id: str, name: str, digest: Digest, permit: Permit | None = None
+    ) -> StreamingBlob | None: ...
 
 
 class BlobService:
@@ -151,7 +174,9 @@ class BlobService:
         event loop)."""
         return self.source is not None and self.source.covers(registry_id, name)
 
-    def _linked(self, registry_id: str, name: str, digest: str) -> BlobInfo | None:
+    def _linked(
+        self, registry_id: str, name: str, digest: str, permit: Permit | None = None
+    ) -> BlobInfo | None:
         """The blob as the repository holds it, after the source had its chance."""
         with self.meta.read() as tx:
             repo = tx.get_repository(registry_id, name)
@@ -162,7 +187,7 @@ class BlobService:
             if repo is None:
                 raise RepositoryNotFound(name, account_of(registry_id))
             return None
-        self.source.ensure_blob(registry_id, name, Digest(digest))
+        self.source.ensure_blob(registry_id, name, Digest(digest), permit)
         with self.meta.read() as tx:
             repo = require_repository(tx, registry_id, name)
             return tx.get_linked_blob(repo.id, digest)
@@ -335,15 +360,17 @@ class BlobService:
                         layers.append(LayerCheck(value, True, blob.size, blob.media_type))
         return layers, failures
 
-    def find(self, registry_id: str, name: str, layer_digest: str) -> BlobInfo:
-        """A layer held by the repository, as ECR's GetDownloadUrlForLayer names it; raises
-        InvalidParameter or LayersNotFound."""
+    def find(
+        self, registry_id: str, name: str, layer_digest: str, permit: Permit | None = None
+    ) -> BlobInfo:
+        """A layer held by the repository, as ECR's GetDownloadUrlForLayer names it (a source
+        caches it whole first); raises InvalidParameter or LayersNotFound."""
         if Digest.try_parse(layer_digest) is None:
             raise InvalidParameter.constraint(
                 "layerDigest", f"must satisfy regular expression '{digests.ECR_DIGEST_PATTERN}'"
             )
         if self.source is not None:
-            blob = self._linked(registry_id, name, layer_digest)
+            blob = self._linked(registry_id, name, layer_digest, permit)
         else:
             with self.meta.read() as tx:
                 repo = require_repository(tx, registry_id, name)
@@ -385,11 +412,13 @@ class BlobService:
             f"'{name}' in the registry with id '{account_of(registry_id)}'"
         )
 
-    def stat(self, registry_id: str, name: str, digest: Digest) -> BlobInfo:
+    def stat(
+        self, registry_id: str, name: str, digest: Digest, permit: Permit | None = None
+    ) -> BlobInfo:
         """A blob the repository holds; raises RepositoryNotFound, BlobNotFound, and what the
         source raises (see :meth:`may_fetch`)."""
         if self.source is not None:
-            blob = self._linked(registry_id, name, digest)
+            blob = self._linked(registry_id, name, digest, permit)
         else:
             with self.meta.read() as tx:
                 repo = require_repository(tx, registry_id, name)
@@ -397,6 +426,26 @@ class BlobService:
         if blob is None:
             raise self._blob_not_found(registry_id, name, digest)
         return blob
+
+    def stream_first_pull(
+        self, registry_id: str, name: str, digest: Digest, permit: Permit | None = None
+    ) -> BlobContent | None:
+        """The whole blob streamed from the source while the source caches it, when the
+        repository does not hold it and a source has it (the chunks then raise when the
+        transfer fails, and must be closed); None when there is nothing to stream (the
+        repository holds it, now or already, or nobody has it: :meth:`stat` answers).
+        Raises what the source raises (see :meth:`may_fetch`)."""
+        source = self.source
+        if source is None or not source.covers(registry_id, name):
+            return None
+        with self.meta.read() as tx:
+            repo = tx.get_repository(registry_id, name)
+            if repo is not None and tx.get_linked_blob(repo.id, digest) is not None:
+                return None
+        streamed = source.stream_blob(registry_id, name, digest, permit)
+        if streamed is None:
+            return None
+        return BlobContent(streamed.blob, 0, streamed.blob.size, streamed.chunks)
 
     def read(self, blob: BlobInfo, span: tuple[int, int] | None = None) -> BlobContent:
         """The bytes of a blob found by :meth:`stat` or :meth:`find` (``span``: ``[start,

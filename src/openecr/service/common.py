@@ -12,6 +12,11 @@ from openecr.ports.metadata import Transaction
 
 Clock = Callable[[], datetime]
 
+# Raises AccessDenied unless the caller of the request being served may perform ECR's action
+# (``BatchImportUpstreamImage``, ``CreateRepository``...) on the repository it names, as its
+# API decides (a no-op without authentication).
+Permit = Callable[[str], None]
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

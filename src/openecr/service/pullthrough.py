@@ -29,7 +29,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from openecr.domain import mediatypes as mt
@@ -62,14 +62,15 @@ from openecr.errors import (
 )
 from openecr.ports.metadata import MetadataStore
 from openecr.ports.upstream import (
+    UpstreamBlob,
     UpstreamEndpoint,
     UpstreamFactory,
     UpstreamFailure,
     UpstreamProblem,
     UpstreamRegistry,
 )
-from openecr.service.blobstore import BlobStore
-from openecr.service.common import Clock, utcnow
+from openecr.service.blobstore import BlobStore, CheckedWriter
+from openecr.service.common import Clock, Permit, utcnow
 from openecr.service.creation_templates import CreationTemplateService
 from openecr.service.images import ImageService
 from openecr.service.paging import decode_token, encode_token
@@ -156,7 +157,7 @@ class PullThroughService:
         self._clients: dict[UpstreamEndpoint, UpstreamRegistry] = {}
         self._checked: dict[tuple[str, str, str], float] = {}  # (registry, repo, tag) -> epoch
         self._image_locks = [threading.Lock() for _ in range(_STRIPES)]
-        self._blob_locks = [threading.Lock() for _ in range(_STRIPES)]
+        self._fills: dict[tuple[str, str, str], threading.Event] = {}  # blob fetches running
 
     def close(self) -> None:
         with self._lock:
@@ -515,74 +516,300 @@ class PullThroughService:
             lenient=True,  # layers come when they are pulled (ensure_blob)
         )
 
-    def ensure_blob(self, registry_id: str, name: str, digest: Digest) -> None:
+    def _claim(self, key: tuple[str, str, str]) -> threading.Event:
+        """Become the one fetch of blob ``key`` in this process: wait while another fetch of it
+        runs (the caller then looks again for what it stored), then register. The caller
+        releases the claim with :meth:`_release` on every path."""
+        while True:
+            with self._lock:
+                running = self._fills.get(key)
+                if running is None:
+                    claim = self._fills[key] = threading.Event()
+                    return claim
+            running.wait()
+
+    def _release(self, key: tuple[str, str, str], claim: threading.Event) -> None:
+        with self._lock:
+            if self._fills.get(key) is claim:
+                del self._fills[key]
+        claim.set()
+
+    def _link_stored(self, registry_id: str, name: str, digest: Digest) -> bool:
+        """Whether the repository holds blob ``digest`` now: linked already, or the store
+        has the bytes and they were linked here."""
+        with self.meta.read() as tx:
+            repo = tx.get_repository(registry_id, name)
+            if repo is not None and tx.get_linked_blob(repo.id, digest) is not None:
+                return True
+        size = self.blobs.stat(digest)
+        return size is not None and self._link(registry_id, name, digest, size)
+
+    def _link(self, registry_id: str, name: str, digest: Digest, size: int) -> bool:
+        """Link stored bytes into the repository (created when missing); False when a garbage
+        collection took them meanwhile."""
+        self._create_repository(registry_id, name)
+        with self.meta.write() as tx:
+            known = tx.get_blob(digest)
+            blob = BlobInfo(str(digest), size, known.media_type if known else None)
+            repo = tx.get_repository(registry_id, name)
+            # refreshed in the link's transaction, so a garbage collection that forgot the
+            # blob meanwhile keeps it or took it already (docs/garbage-collection.md)
+            if repo is None or not self.blobs.touch(digest):
+                return False
+            tx.link_blob(repo.id, blob)
+        return True
+
+    def _permit_import(self, registry_id: str, name: str, permit: Permit | None) -> None:
+        """The caller's right to make the cache import into ``name``: ecr:CreateRepository
+        when the repository does not exist yet, and ecr:BatchImportUpstreamImage. Raises
+        AccessDenied (from ``permit``)."""
+        if permit is None:
+            return
+        with self.meta.read() as tx:
+            missing = tx.get_repository(registry_id, name) is None
+        if missing:
+            permit("CreateRepository")
+        permit("BatchImportUpstreamImage")
+
+    def _layer_error(
+        self, rule: PullThroughRule, upstream_repo: str, digest: Digest, failure: UpstreamFailure
+    ) -> UnableToGetUpstreamLayer:
+        return UnableToGetUpstreamLayer(
+            f"Unable to get the layer '{digest}' of '{upstream_repo}' from the upstream "
+            f"registry '{rule.upstream_url}': {failure.message}"
+        )
+
+    def ensure_blob(
+        self, registry_id: str, name: str, digest: Digest, permit: Permit | None = None
+    ) -> None:
         """Make a pull of blob ``digest`` from ``name`` find it, if a rule covers ``name`` and
-        the repository does not hold it: link the bytes when the store has them, else stream
+        the repository does not hold it: link the bytes when the store has them, else copy
         them from the upstream into the store (verified) and link them. Raises
         UnableToGetUpstreamLayer when the upstream cannot give it (not when it has none:
-        the pull answers its own not-found error)."""
+        the pull answers its own not-found error), and what ``permit`` raises."""
         found = match_rule(self.rules(registry_id, fresh=True), name)
         if found is None:
             return
         rule, upstream_repo = found
-        with _stripe(self._blob_locks, (registry_id, name, str(digest))):
-            with self.meta.read() as tx:
-                repo = tx.get_repository(registry_id, name)
-                if repo is not None and tx.get_linked_blob(repo.id, digest) is not None:
-                    return
-                known = tx.get_blob(digest)
-            size = self.blobs.stat(digest)
-            if size is None:
-                try:
-                    size = self._stream_blob(self._client(rule), upstream_repo, digest)
-                except SecretNotFound as error:
-                    raise UnableToGetUpstreamLayer(error.message) from None
-                except UpstreamFailure as failure:
-                    if failure.problem is UpstreamProblem.NOT_FOUND:
-                        return
-                    raise UnableToGetUpstreamLayer(
-                        f"Unable to get the layer '{digest}' of '{upstream_repo}' from the "
-                        f"upstream registry '{rule.upstream_url}': {failure.message}"
-                    ) from None
-            self._create_repository(registry_id, name)
-            blob = BlobInfo(str(digest), size, known.media_type if known else None)
-            with self.meta.write() as tx:
-                repo = tx.get_repository(registry_id, name)
-                # refreshed in the link's transaction, so a garbage collection that forgot the
-                # blob meanwhile keeps it or took it already (docs/garbage-collection.md)
-                if repo is not None and self.blobs.touch(digest):
-                    tx.link_blob(repo.id, blob)
-
-    def _stream_blob(self, client: UpstreamRegistry, upstream_repo: str, digest: Digest) -> int:
-        """Copy a blob from the upstream into the store, verified; return its size."""
-        upstream = client.blob(upstream_repo, str(digest))
-        state = self.blobs.begin()
+        key = (registry_id, name, str(digest))
+        claim = self._claim(key)
         try:
-            writer = self.blobs.writer(state)
+            if self._link_stored(registry_id, name, digest):
+                return
+            self._permit_import(registry_id, name, permit)
             try:
-                for chunk in upstream.chunks():
-                    writer.write((chunk,))
-                state = writer.finish()
-            except BaseException:
-                writer.abort()
-                raise
-            if upstream.size is not None and state.size != upstream.size:
-                raise UpstreamFailure(
-                    UpstreamProblem.UNAVAILABLE,
-                    f"the upstream sent {state.size} of the blob's {upstream.size} bytes",
-                )
+                size = self._copy_blob(self._client(rule), upstream_repo, digest)
+            except SecretNotFound as error:
+                raise UnableToGetUpstreamLayer(error.message) from None
+            except UpstreamFailure as failure:
+                if failure.problem is UpstreamProblem.NOT_FOUND:
+                    return
+                raise self._layer_error(rule, upstream_repo, digest, failure) from None
+            self._link(registry_id, name, digest, size)
+        finally:
+            self._release(key, claim)
+
+    def stream_blob(
+        self, registry_id: str, name: str, digest: Digest, permit: Permit | None = None
+    ) -> StreamedBlob | None:
+        """A first pull of blob ``digest`` from ``name`` (a rule covers it, the repository
+        does not hold it): the upstream's bytes, streamed to the caller while they are written
+        to the store. The last piece is held back until the whole blob hashes to ``digest``
+        and is stored and linked; a blob that does not verify or an upstream that breaks off
+        stores nothing, and the iterator raises UnableToGetUpstreamLayer instead of giving the
+        rest (the caller aborts its transfer). The caller must close the iterator.
+
+        None when there is nothing to stream: the blob is linked now (found in the store, or
+        fetched whole when the upstream does not say its size), or the upstream has none.
+        Concurrent pulls of one blob in this process fetch it once: a second one waits for
+        the first to end, then finds it stored (or fetches it when the first failed). Raises
+        UnableToGetUpstreamLayer when the upstream cannot start the transfer, and what
+        ``permit`` raises."""
+        found = match_rule(self.rules(registry_id, fresh=True), name)
+        if found is None:
+            return None
+        rule, upstream_repo = found
+        key = (registry_id, name, str(digest))
+        claim = self._claim(key)
+        handed_over = False
+        try:
+            if self._link_stored(registry_id, name, digest):
+                return None
+            self._permit_import(registry_id, name, permit)
             try:
-                self.blobs.commit(state, digest)
-            except InvalidLayer:
-                raise UpstreamFailure(
-                    UpstreamProblem.UNAVAILABLE, f"the upstream's blob does not hash to {digest}"
-                ) from None
+                client = self._client(rule)
+                upstream = client.blob(upstream_repo, str(digest))
+            except SecretNotFound as error:
+                raise UnableToGetUpstreamLayer(error.message) from None
+            except UpstreamFailure as failure:
+                if failure.problem is UpstreamProblem.NOT_FOUND:
+                    return None
+                raise self._layer_error(rule, upstream_repo, digest, failure) from None
+            if upstream.size is None:  # no length to promise the client: cache it first
+                try:
+                    size = self._copy_from(upstream, digest)
+                except UpstreamFailure as failure:
+                    raise self._layer_error(rule, upstream_repo, digest, failure) from None
+                self._link(registry_id, name, digest, size)
+                return None
+            tee = _Tee(
+                self,
+                upstream,
+                digest,
+                lambda size: self._link(registry_id, name, digest, size),
+                lambda failure: self._layer_error(rule, upstream_repo, digest, failure),
+                lambda: self._release(key, claim),
+            )
+            handed_over = True
+            with self.meta.read() as tx:
+                known = tx.get_blob(digest)
+            info = BlobInfo(str(digest), upstream.size, known.media_type if known else None)
+            return StreamedBlob(info, tee)
+        finally:
+            if not handed_over:
+                self._release(key, claim)
+
+    def _copy_blob(self, client: UpstreamRegistry, upstream_repo: str, digest: Digest) -> int:
+        """Copy a blob from the upstream into the store, verified; return its size."""
+        return self._copy_from(client.blob(upstream_repo, str(digest)), digest)
+
+    def _copy_from(self, upstream: UpstreamBlob, digest: Digest) -> int:
+        fill = _Fill(self.blobs, upstream, digest)
+        try:
+            for chunk in upstream.chunks():
+                fill.write(chunk)
+            return fill.commit()
+        finally:
+            fill.close()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamedBlob:
+    """A blob on its way from the upstream (see :meth:`PullThroughService.stream_blob`)."""
+
+    blob: BlobInfo
+    chunks: _Tee
+
+
+class _Fill:
+    """One upstream blob being written into the store: ``write`` pieces, ``commit`` (verify
+    the length and digest, store; raises UpstreamFailure), ``close`` (drops what was not
+    committed; idempotent)."""
+
+    def __init__(self, blobs: BlobStore, upstream: UpstreamBlob, digest: Digest) -> None:
+        self.blobs = blobs
+        self.upstream = upstream
+        self.digest = digest
+        self.state = blobs.begin()
+        self.writer: CheckedWriter | None = None
+        self.committed = False
+        try:
+            self.writer = blobs.writer(self.state)
         except BaseException:
-            upstream.close()
-            with contextlib.suppress(Exception):
-                self.blobs.abort(state)
+            self.close()
             raise
-        return state.size
+
+    def write(self, chunk: bytes) -> None:
+        assert self.writer is not None
+        self.writer.write((chunk,))
+
+    def commit(self) -> int:
+        assert self.writer is not None
+        writer, self.writer = self.writer, None
+        self.state = writer.finish()
+        declared = self.upstream.size
+        if declared is not None and self.state.size != declared:
+            raise UpstreamFailure(
+                UpstreamProblem.UNAVAILABLE,
+                f"the upstream sent {self.state.size} of the blob's {declared} bytes",
+            )
+        try:
+            self.blobs.commit(self.state, self.digest)
+        except InvalidLayer:
+            raise UpstreamFailure(
+                UpstreamProblem.UNAVAILABLE, f"the upstream's blob does not hash to {self.digest}"
+            ) from None
+        self.committed = True
+        return self.state.size
+
+    def close(self) -> None:
+        self.upstream.close()
+        if self.committed:
+            return
+        self.committed = True  # closed: nothing more to drop
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.abort()
+        with contextlib.suppress(Exception):
+            self.blobs.abort(self.state)
 
 
-__all__ = ["ROOT", "PullThroughService", "RuleSpec", "Secret", "Validation"]
+class _Tee:
+    """The iterator :meth:`PullThroughService.stream_blob` hands out: each upstream piece is
+    written to the store, then given to the client one piece late, so the last one is given
+    only once the blob is verified, stored and linked (``link``). A failure drops what was
+    written and raises ``error(failure)``. Closing it (or its being collected unfinished)
+    ends the transfer, drops what was written and releases the fetch (``release``)."""
+
+    def __init__(
+        self,
+        service: PullThroughService,
+        upstream: UpstreamBlob,
+        digest: Digest,
+        link: Callable[[int], bool],
+        error: Callable[[UpstreamFailure], UnableToGetUpstreamLayer],
+        release: Callable[[], None],
+    ) -> None:
+        self._release: Callable[[], None] | None = release
+        self._link = link
+        self._error = error
+        self._digest = digest
+        self._upstream = upstream
+        self._fill: _Fill | None = None
+        self._fill = _Fill(service.blobs, upstream, digest)
+        self._chunks = self._pieces()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def _pieces(self) -> Iterator[bytes]:
+        fill = self._fill
+        assert fill is not None
+        try:
+            held: bytes | None = None
+            for chunk in self._upstream.chunks():
+                fill.write(chunk)
+                if held:
+                    yield held
+                held = chunk
+            size = fill.commit()
+            if not self._link(size):
+                raise UpstreamFailure(
+                    UpstreamProblem.UNAVAILABLE, "the blob was collected while it was cached"
+                )
+        except UpstreamFailure as failure:
+            log.warning("a streamed pull of %s stopped: %s", self._digest, failure.message)
+            raise self._error(failure) from None
+        finally:
+            self.close()
+        if held:
+            yield held
+
+    def close(self) -> None:
+        """End the transfer (idempotent): drop what was not stored, release the fetch."""
+        fill, self._fill = self._fill, None
+        if fill is not None:
+            fill.close()
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+__all__ = ["ROOT", "PullThroughService", "RuleSpec", "Secret", "StreamedBlob", "Validation"]

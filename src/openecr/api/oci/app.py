@@ -29,7 +29,14 @@ from openecr.api.oci import blobs, manifests, referrers, render, tags, uploads
 from openecr.api.oci.auth import Authenticator
 from openecr.api.oci.common import Context
 from openecr.api.storage_errors import storage_error
-from openecr.errors import NameInvalid, OciCode, OpenEcrError, RouteNotFound, UnknownOperation
+from openecr.errors import (
+    NameInvalid,
+    OciCode,
+    OpenEcrError,
+    RouteNotFound,
+    UnableToGetUpstreamLayer,
+    UnknownOperation,
+)
 from openecr.service.registry import Registry
 
 log = logging.getLogger("openecr.oci")
@@ -134,7 +141,12 @@ class OciApp:
                 log.exception("%s %s failed", request.method, request.url.path)
             response = render.error_response(storage or OpenEcrError("An internal error occurred"))
         response.headers[render.API_VERSION[0]] = render.API_VERSION[1]
-        await response(scope, receive, send)
+        try:
+            await response(scope, receive, send)
+        except UnableToGetUpstreamLayer:
+            # a first pull streaming from an upstream broke off (logged where it broke, nothing
+            # cached): returning with the body short makes the server abort the connection
+            return
 
     def error(self, request: Request, error: OpenEcrError) -> Response:
         headers = {}

@@ -9,6 +9,8 @@ the client fetches the bytes, ``Range`` included, from the store.
 
 from __future__ import annotations
 
+import functools
+
 import anyio.to_thread
 from starlette.responses import Response, StreamingResponse
 
@@ -16,6 +18,7 @@ from openecr.api.oci import render
 from openecr.api.oci.common import Context, echo, parse_digest
 from openecr.domain.digest import Digest
 from openecr.errors import RangeNotSatisfiable
+from openecr.service.blobs import BlobContent
 
 OCTET_STREAM = "application/octet-stream"
 REDIRECT_SECONDS = 1200  # how long a redirect's presigned URL works (distribution: 20 minutes)
@@ -58,8 +61,16 @@ async def get(ctx: Context, name: str, value: str) -> Response:
     action = "BatchCheckLayerAvailability" if head else "GetDownloadUrlForLayer"
     registry_id = ctx.authorize(name, action)
     blobs = ctx.registry.blobs
+    wanted = ctx.request.headers.get("range")
     if blobs.may_fetch(registry_id, name):  # a pull-through cache may ask its upstream
-        blob = await anyio.to_thread.run_sync(blobs.stat, registry_id, name, digest)
+        permit = functools.partial(ctx.permit, name)
+        if not head and wanted is None:  # a first pull streams while it is cached
+            content = await anyio.to_thread.run_sync(
+                blobs.stream_first_pull, registry_id, name, digest, permit
+            )
+            if content is not None:
+                return _whole(content)
+        blob = await anyio.to_thread.run_sync(blobs.stat, registry_id, name, digest, permit)
     else:
         blob = blobs.stat(registry_id, name, digest)
     headers = {
@@ -67,7 +78,6 @@ async def get(ctx: Context, name: str, value: str) -> Response:
         "ETag": f'"{blob.digest}"',
         "Accept-Ranges": "bytes",
     }
-    wanted = ctx.request.headers.get("range")
     span = None
     if wanted is not None:
         try:
@@ -93,6 +103,18 @@ async def get(ctx: Context, name: str, value: str) -> Response:
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{blob.size}"
     return StreamingResponse(content.chunks, status, headers, media_type=OCTET_STREAM)
+
+
+def _whole(content: BlobContent) -> Response:
+    """The whole blob (streamed from the store, or from an upstream as it is cached)."""
+    blob = content.blob
+    headers = {
+        "Docker-Content-Digest": blob.digest,
+        "ETag": f'"{blob.digest}"',
+        "Accept-Ranges": "bytes",
+        "Content-Length": str(blob.size),
+    }
+    return StreamingResponse(content.chunks, 200, headers, media_type=OCTET_STREAM)
 
 
 def _head(status: int, headers: dict[str, str], span: tuple[int, int], size: int) -> Response:
