@@ -535,7 +535,7 @@ class ImageService:
         another form, else the id fails with ImageNotFound."""
         images: list[ResolvedImage] = []
         failures: list[ImageFailure] = []
-        pulled: list[ImageRecord] = []
+        pulled: list[str] = []  # digests
         seen: set[tuple[str, str | None]] = set()
         upstream = self._ensure(registry_id, name, image_ids)
         with self.meta.read() as tx:
@@ -562,7 +562,7 @@ class ImageService:
                 if found not in failures:
                     failures.append(found)
                 continue
-            pulled.append(record)
+            pulled.append(record.digest)
             # only a pull by tag alone may convert; with a digest the stored form is served
             by_tag = image_id.tag is not None and image_id.digest is None
             served = self._serve(record, accepted, repo.name, image_id.tag, by_tag=by_tag)
@@ -576,7 +576,7 @@ class ImageService:
                     seen.add((record.digest, tag))
                     images.append(ResolvedImage(record, tag, *served))
         if pulled and self.pulls is not None:
-            self.pulls.note(pulled, registry_id, principal)
+            self.pulls.note(repo.id, pulled, registry_id, principal)
         return GetResult(repo, images, failures)
 
     def _serve(
@@ -769,7 +769,7 @@ class ImageService:
         if record.storage_class == ARCHIVE:
             raise ImageArchived(REASON_ARCHIVED)
         if pull and self.pulls is not None:
-            self.pulls.note((record,), registry_id, principal)
+            self.pulls.note(record.repository_id, (record.digest,), registry_id, principal)
         return record
 
     @staticmethod

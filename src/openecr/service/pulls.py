@@ -1,25 +1,32 @@
 """Pull times (``lastRecordedPullTime``) recorded off the request path.
 
 A pull notes ``(repository, digest, time)`` in memory; a background thread writes what was
-noted in one transaction every :data:`FLUSH_SECONDS`, so a pull never waits on a write. The
-writer skips an image this process recorded less than ``interval`` ago: at most one write per
-image per interval and process (ECR refreshes the time at least once every 24 hours). Notes not yet
-written when the process dies are lost; :meth:`PullRecorder.close` writes them at shutdown.
+noted in one transaction every :data:`FLUSH_SECONDS`, so a pull never waits on a write.
+
+At most one write per image per window of ``interval`` and process (ECR refreshes the time at
+least once every 24 hours): the process remembers which images were pulled in the current window
+(one set of digests per registry, principal and repository), and a pull notes only those not in
+it (a set difference, no lock, no clock read when nothing is new). The writer starts a new
+window every ``interval``.
+So a recorded time is that of the first pull of a window, at most ``interval`` before the last.
+Notes not yet written when the process dies are lost; :meth:`PullRecorder.close` writes them at
+shutdown.
 
 A pull is noted with the registry and the principal that pulled; the writer drops the notes of
 principals on the registry's pull-time update exclusion list (``excluded``, asked once per
-registry and principal per write), so a pull by an excluded principal never moves the time and
-the check costs the pull nothing.
+registry and principal per write) and takes them out of the window, so a pull by an excluded
+principal never moves the time, the check costs the pull nothing, and the principal's next pull
+is checked again (its exclusion may have been lifted).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from openecr.domain.model import ImageRecord
 from openecr.ports.metadata import MetadataStore
 from openecr.service.common import Clock, utcnow
 
@@ -30,6 +37,8 @@ DEFAULT_INTERVAL = timedelta(minutes=1)
 
 # (registry id, principal ARN) -> whether the principal's pulls leave pull times alone
 Excluded = Callable[[str, str], bool]
+Who = tuple[str, str | None, int]  # (registry id, principal or None, repository id)
+Image = tuple[int, str]  # (repository id, digest)
 
 
 class PullRecorder:
@@ -44,25 +53,44 @@ class PullRecorder:
         self.clock = clock
         self.interval = interval
         self.excluded = excluded
-        self._lock = threading.Lock()
-        # (repository id, digest, registry id, principal or None) -> when it was pulled
-        self._pending: dict[tuple[int, str, str, str | None], datetime] = {}
-        self._noted: dict[tuple[int, str], datetime] = {}  # last time this process noted one
+        self._lock = threading.Lock()  # the writer's side: one flush at a time, the thread
+        # the digests noted in the current window, by who pulled them from which repository; the
+        # writer replaces the whole dict to start a window (pulls read it and add to its sets)
+        self._window: dict[Who, set[str]] = {}
+        self._window_started = clock()
+        # what pulls noted, for the writer: deque.append and popleft are atomic
+        self._queue: deque[tuple[Who, set[str], datetime]] = deque()
         self._wake = threading.Event()
         self._stopped = False
         self._thread: threading.Thread | None = None
 
     def note(
-        self, images: Iterable[ImageRecord], registry_id: str = "", principal: str | None = None
+        self,
+        repository_id: int,
+        digests: Iterable[str],
+        registry_id: str = "",
+        principal: str | None = None,
     ) -> None:
-        """Record that ``principal`` pulled ``images`` of registry ``registry_id`` now. The
-        cheapest thing on a pull's path: one clock read and a dictionary update; exclusions,
-        the throttle and the write happen in the writer."""
-        now = self.clock()
+        """Record that ``principal`` pulled the images ``digests`` of repository
+        ``repository_id`` of registry ``registry_id`` now. The cheapest thing on a pull's path:
+        a set difference against the images already noted in this window; exclusions and the
+        write happen in the writer."""
+        who = (registry_id, principal, repository_id)
+        window = self._window
+        seen = window.get(who)
+        if seen is None:
+            seen = window.setdefault(who, set())
+        new = set(digests)
+        new -= seen
+        if not new:
+            return
+        seen |= new
+        self._queue.append((who, new, self.clock()))
+        if self._thread is None:
+            self._start()
+
+    def _start(self) -> None:
         with self._lock:
-            self._pending.update(
-                ((i.repository_id, i.digest, registry_id, principal), now) for i in images
-            )
             if self._thread is None and not self._stopped:
                 self._thread = threading.Thread(
                     target=self._run, name="openecr-pull-times", daemon=True
@@ -70,52 +98,60 @@ class PullRecorder:
                 self._thread.start()
 
     def flush(self) -> int:
-        """Write what was noted, less the images this process recorded within ``interval``;
-        return how many images it wrote."""
+        """Write what was noted (starting a new window once ``interval`` has passed); return
+        how many images it wrote."""
         with self._lock:
-            noted_by, self._pending = self._pending, {}
-        pending = self._included(noted_by)
-        due = {
-            key: at
-            for key, at in pending.items()
-            if (noted := self._noted.get(key)) is None or at - noted >= self.interval
-        }
-        if due:
+            now = self.clock()
+            if now - self._window_started >= self.interval:
+                self._window = {}
+                self._window_started = now
+            due = self._included(self._take())
+            if not due:
+                return 0
             try:
                 with self.meta.write() as tx:
                     tx.record_pulls([(r, d, at) for (r, d), at in due.items()])
             except Exception:  # the store is failing: keep the times for the next try
                 log.exception("recording %d pull times failed", len(due))
-                with self._lock:
-                    for (repo_id, digest), at in due.items():
-                        self._pending.setdefault((repo_id, digest, "", None), at)
+                for (repo_id, digest), at in due.items():
+                    self._queue.append((("", None, repo_id), {digest}, at))
                 return 0
-            self._noted.update(due)
-            if len(self._noted) > 100_000:  # forget the oldest half: they are in the store
-                for old in list(self._noted)[:50_000]:
-                    del self._noted[old]
-        return len(due)
+            return len(due)
 
-    def _included(
-        self, noted: dict[tuple[int, str, str, str | None], datetime]
-    ) -> dict[tuple[int, str], datetime]:
-        """The latest pull of each image, leaving out pulls by excluded principals."""
+    def _take(self) -> list[tuple[Who, set[str], datetime]]:
+        """What pulls noted since the last take."""
+        taken = []
+        queue = self._queue
+        while True:
+            try:
+                taken.append(queue.popleft())
+            except IndexError:
+                return taken
+
+    def _included(self, noted: list[tuple[Who, set[str], datetime]]) -> dict[Image, datetime]:
+        """The latest pull of each image, leaving out pulls by excluded principals (taken out
+        of the window: their next pull is noted and checked again)."""
         verdicts: dict[tuple[str, str], bool] = {}
-        latest: dict[tuple[int, str], datetime] = {}
-        for (repo_id, digest, registry_id, principal), at in noted.items():
+        latest: dict[Image, datetime] = {}
+        for who, digests, at in noted:
+            registry_id, principal, repo_id = who
             if principal is not None and self.excluded is not None:
-                key = (registry_id, principal)
-                if key not in verdicts:
+                asked = (registry_id, principal)
+                if asked not in verdicts:
                     try:
-                        verdicts[key] = self.excluded(registry_id, principal)
+                        verdicts[asked] = self.excluded(registry_id, principal)
                     except Exception:  # the store is failing: record the pull
                         log.exception("checking pull-time exclusions failed")
-                        verdicts[key] = False
-                if verdicts[key]:
+                        verdicts[asked] = False
+                if verdicts[asked]:
+                    seen = self._window.get(who)
+                    if seen is not None:
+                        seen -= digests
                     continue
-            image = (repo_id, digest)
-            if image not in latest or latest[image] < at:
-                latest[image] = at
+            for digest in digests:
+                image = (repo_id, digest)
+                if image not in latest or latest[image] < at:
+                    latest[image] = at
         return latest
 
     def _run(self) -> None:

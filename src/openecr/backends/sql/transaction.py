@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -55,6 +55,17 @@ from openecr.domain.model import (
     UploadState,
 )
 from openecr.domain.storage import StorageTotals
+
+_c = images.c
+RECORD_PULL = (
+    update(images)
+    .where(
+        _c.repository_id == bindparam("repo_id"),
+        _c.digest == bindparam("image_digest"),
+        (_c.last_pulled_at.is_(None)) | (_c.last_pulled_at < bindparam("at")),
+    )
+    .values(last_pulled_at=bindparam("at"))
+)
 
 
 def _upload_from(row: Any) -> UploadSession:
@@ -373,17 +384,13 @@ class SqlTransaction:
         )
 
     def record_pulls(self, pulls: Sequence[tuple[int, str, datetime]]) -> None:
-        c = images.c
-        for repo_id, digest, at in pulls:
-            self.conn.execute(
-                update(images)
-                .where(
-                    c.repository_id == repo_id,
-                    c.digest == digest,
-                    (c.last_pulled_at.is_(None)) | (c.last_pulled_at < ts(at)),
-                )
-                .values(last_pulled_at=ts(at))
-            )
+        if not pulls:
+            return
+        # one statement run once per image (executemany): the writer holds the GIL briefly
+        self.conn.execute(
+            RECORD_PULL,
+            [{"repo_id": r, "image_digest": d, "at": ts(at)} for r, d, at in pulls],
+        )
 
     def images_referencing(self, repo_id: int, digest: str) -> list[str]:
         self._lock_repository(repo_id)

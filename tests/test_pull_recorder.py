@@ -1,0 +1,82 @@
+"""PullRecorder: at most one write per image per window of ``interval``, exclusions checked by
+the writer (and again after they are lifted), on a real SQLite metadata store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from openecr.backends.sql import SqlMetadataStore
+from openecr.domain.model import ImageRecord, Repository
+from openecr.service.pulls import PullRecorder
+
+REGISTRY = "123456789012"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _store(tmp_path: Path) -> tuple[SqlMetadataStore, int, list[str]]:
+    store = SqlMetadataStore(f"sqlite:///{tmp_path / 'meta.db'}")
+    digests = [f"sha256:{i:064x}" for i in range(3)]
+    with store.write() as tx:
+        repo = tx.create_repository(Repository(0, REGISTRY, "app", T0))
+        for digest in digests:
+            tx.insert_image(ImageRecord(repo.id, digest, b"{}", "application/json", None, 2, T0))
+    return store, repo.id, digests
+
+
+def _pulled(store: SqlMetadataStore, repo_id: int, digest: str) -> datetime | None:
+    with store.read() as tx:
+        found = tx.get_image(repo_id, digest)
+    assert found is not None
+    return found.last_pulled_at
+
+
+def test_one_write_per_image_per_window(tmp_path: Path) -> None:
+    store, repo_id, (a, b, _) = _store(tmp_path)
+    clock = Clock()
+    recorder = PullRecorder(store, clock=clock, interval=timedelta(minutes=1))
+    try:
+        recorder.note(repo_id, [a, b], REGISTRY)
+        clock.now = T0 + timedelta(seconds=10)
+        recorder.note(repo_id, [a], REGISTRY)  # already noted in this window: skipped
+        assert recorder.flush() == 2
+        assert _pulled(store, repo_id, a) == T0
+        clock.now = T0 + timedelta(seconds=30)
+        recorder.note(repo_id, [a], REGISTRY)
+        assert recorder.flush() == 0
+        clock.now = T0 + timedelta(minutes=1)
+        assert recorder.flush() == 0  # a new window starts
+        recorder.note(repo_id, [a, a], REGISTRY)
+        assert recorder.flush() == 1
+        assert _pulled(store, repo_id, a) == T0 + timedelta(minutes=1)
+        assert _pulled(store, repo_id, b) == T0
+    finally:
+        recorder.close()
+        store.close()
+
+
+def test_excluded_principals_are_checked_again_once_lifted(tmp_path: Path) -> None:
+    store, repo_id, (a, _, c) = _store(tmp_path)
+    excluded = {"arn:aws:iam::123456789012:user/ci"}
+    recorder = PullRecorder(store, clock=Clock(), excluded=lambda _r, p: p in excluded)
+    try:
+        recorder.note(repo_id, [a], REGISTRY, "arn:aws:iam::123456789012:user/ci")
+        recorder.note(repo_id, [c], REGISTRY, "arn:aws:iam::123456789012:user/dev")
+        assert recorder.flush() == 1
+        assert _pulled(store, repo_id, a) is None
+        assert _pulled(store, repo_id, c) == T0
+        excluded.clear()  # in the same window, the principal's next pull counts
+        recorder.note(repo_id, [a], REGISTRY, "arn:aws:iam::123456789012:user/ci")
+        recorder.close()
+        assert _pulled(store, repo_id, a) == T0
+    finally:
+        recorder.close()
+        store.close()
