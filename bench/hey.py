@@ -1,5 +1,6 @@
-"""hey, for the one request wrk cannot make: HEAD (wrk waits for a body that never comes).
-It keeps its connections alive over HTTP/1.1, like wrk; it asks for one URL only."""
+"""hey, for what wrk cannot do: HEAD (wrk waits for a body that never comes) and following
+redirects (Go's client does, to another host too: blob GETs redirected to S3). It keeps its
+connections alive over HTTP/1.1, like wrk; it asks for one URL only."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.common import BenchError, pinned
+from bench.common import MB, BenchError, pinned
 
 
 @dataclass(frozen=True)
@@ -16,10 +17,15 @@ class HeyResult:
     requests: int
     seconds: float
     statuses: dict[str, int]
+    bytes: int = 0  # response bodies read (of the last response, when redirected)
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes / MB / self.seconds
 
 
 def run(
@@ -49,4 +55,6 @@ def run(
         raise BenchError(f"hey printed no summary (exit {done.returncode}): {done.stderr[-300:]}")
     if "Error distribution" in done.stdout or set(counts) - {"200"} or not counts:
         raise BenchError(f"hey saw errors or statuses {counts}: {done.stdout[-300:]}")
-    return HeyResult(sum(counts.values()), float(total.group(1)), counts)
+    data = re.search(r"Total data:\s+(\d+) bytes", done.stdout)
+    size = int(data.group(1)) if data else 0
+    return HeyResult(sum(counts.values()), float(total.group(1)), counts, size)

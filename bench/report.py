@@ -9,7 +9,7 @@ from typing import Any
 
 from bench.common import median
 
-SERVER_ORDER = ("openecr", "baseline", "moto", "ministack", "distribution")
+SERVER_ORDER = ("openecr", "baseline", "moto", "ministack", "distribution", "cluster")
 SUBJECT = "openecr"
 
 

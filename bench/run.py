@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import glob
 import os
 import platform
 import shlex
@@ -19,10 +20,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench import report
+from bench import cluster, report
 from bench.common import CACHE, RESULTS, ROOT, Settings, pinned_cpus
 from bench.context import Context
-from bench.scenarios import batch, blobs, manifests, rss, scale, skopeo
+from bench.scenarios import batch, blobs, manifests, rss, scale, scaleout, skopeo
 from bench.servers import ALL, DEFAULT, missing_tools
 
 SCENARIOS: dict[str, ModuleType] = {
@@ -31,6 +32,7 @@ SCENARIOS: dict[str, ModuleType] = {
     "manifests": manifests,
     "blobs": blobs,
     "skopeo": skopeo,
+    "scaleout": scaleout,
     "rss": rss,
 }
 TOOLS_PYTHON = CACHE / "tools" / "bin" / "python"
@@ -110,6 +112,12 @@ def versions(servers: list[str]) -> dict[str, str]:
         found["ministack"] = _venv_version("ministack", "ministack")
     if "distribution" in servers:
         found["distribution"] = _output(["docker-registry", "--version"]).split()[-1]
+    if "cluster" in servers:
+        found["haproxy"] = _output(["haproxy", "-v"]).split()[2]
+        postgres = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres")) or ["postgres"]
+        found["postgresql"] = _output([postgres[-1], "--version"]).split()[2]
+        weed = cluster.weed() or str(Path(sys.executable).parent / "weed")
+        found["seaweedfs"] = _output([weed, "version"]).split()[2]
     found["wrk"] = " ".join(_output(["wrk", "-v"]).split()[:2][1:])
     found["skopeo"] = _output(["skopeo", "--version"]).split()[-1]
     return found

