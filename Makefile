@@ -54,7 +54,8 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
 
-# `make bench`: openecr side by side with moto, ministack and distribution (README, Performance).
+# `make bench`: openecr side by side with moto, ministack and distribution, and scaled out
+# (3 replicas on PostgreSQL + SeaweedFS behind haproxy) against one openecr (README, Performance).
 # Installs its tools (bench/setup.sh), takes about 20 minutes, writes bench-results/.
 bench: install
 	./bench/setup.sh

@@ -26,7 +26,7 @@ SCENARIOS = [
     ("/v2 manifest", {"openecr", "distribution"}, 2),
     ("/v2 blob GET", {"openecr", "distribution"}, 2),
     ("skopeo", {"openecr", "distribution"}, 2),
-    ("scale-out", {"openecr", "cluster"}, 7),
+    ("scale-out", {"openecr", "cluster"}, 5),
     ("peak RSS", {"openecr"}, 2),
 ]
 TOOLS = ("wrk", "hey", "skopeo", "taskset", "docker-registry", "haproxy")
