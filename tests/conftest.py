@@ -264,6 +264,12 @@ class InProcessServer(Server):
         self._runtime: Runtime | None = None
         self._socket: socket.socket | None = None
 
+    @property
+    def runtime(self) -> Runtime:
+        """The running app's registry and stores (for tests that need to hold a transaction)."""
+        assert self._runtime is not None, "not started"
+        return self._runtime
+
     def config(self) -> Config:
         others = sorted(name for name in self.env if not name.startswith("OPENECR_"))
         if others:  # only the Config reads the environment here: the process's is shared

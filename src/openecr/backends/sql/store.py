@@ -2,9 +2,10 @@
 
 Opening a store brings its schema to the newest migration (``migrate``), once however many
 processes open it at the same moment. SQLite write transactions start with ``BEGIN IMMEDIATE``
-so writers serialise instead of failing on lock upgrades; PostgreSQL writers lock the
-repositories they touch (``SqlTransaction``), so writes to different repositories run in
-parallel, across replicas too.
+so writers serialise instead of failing on lock upgrades, and the writers of one process
+commit in groups (``group_commit``: one transaction and one fsync for whoever writes at the
+same time); PostgreSQL writers lock the repositories they touch (``SqlTransaction``), so
+writes to different repositories run in parallel, across replicas too.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 
+from openecr.backends.sql.group_commit import GroupCommitter
 from openecr.backends.sql.locks import AdvisoryLocks
 from openecr.backends.sql.migrate import upgrade
 from openecr.backends.sql.transaction import SqlTransaction
@@ -37,6 +39,8 @@ class SqlMetadataStore:
         self._reader = self._engine(immediate=False)
         self._writer = self._engine(immediate=True)
         self._idle: list[Connection] = []  # list.pop/append are atomic: no lock needed
+        # SQLite: concurrent writers share transactions and fsyncs (group_commit.py)
+        self._group = GroupCommitter(self._writer) if self._is_sqlite else None
         # (revision before, revision now) of the schema migrations run on opening
         self.revisions: tuple[str | None, str] | None = upgrade(self._writer) if migrate else None
 
@@ -87,6 +91,10 @@ class SqlMetadataStore:
 
     @contextmanager
     def write(self) -> Iterator[SqlTransaction]:
+        if self._group is not None:
+            with self._group.write() as tx:
+                yield tx
+            return
         with self._unavailable(), self._writer.connect() as conn, conn.begin():
             # SQLite: BEGIN IMMEDIATE serialises writers; PostgreSQL: locks per repository
             yield SqlTransaction(conn, locking=not self._is_sqlite)
@@ -109,6 +117,8 @@ class SqlMetadataStore:
         return None if self._is_sqlite else AdvisoryLocks(self._writer)
 
     def close(self) -> None:
+        if self._group is not None:
+            self._group.close()
         while self._idle:
             self._idle.pop().close()
         self._reader.dispose()
