@@ -4,7 +4,8 @@ transaction, and so one fsync.
 SQLite has one writer at a time, and with ``synchronous=FULL`` each commit waits for an fsync
 of the write-ahead log: one transaction per request caps a process at a few hundred writes per
 second whatever the CPU. Here the writers of a process take turns on one connection; each runs
-its statements inside its own ``SAVEPOINT`` of the open transaction, and the writer that finds
+its statements inside its own ``SAVEPOINT`` of the open transaction (the first of a group needs
+none: if it fails, the whole transaction is rolled back), and the writer that finds
 nobody waiting behind it commits for all of them. Whoever arrives while that commit (and its
 fsync) runs waits for the connection and joins the next group. So the groups grow with the
 load, by themselves, and a lone writer commits at once, as before.
@@ -17,7 +18,8 @@ Contracts (those of ``MetadataStore.write``):
   it in the group); the others of the group commit;
 * if the transaction itself fails (the COMMIT, or a statement error after which SQLite rolled
   the whole transaction back, such as a full disk), every writer of the group gets that error
-  and nothing of the group is stored; the next writer starts on a fresh connection.
+  (the same exception object, raised in each writer's thread) and nothing of the group is
+  stored; the next writer starts on a fresh connection.
 
 Writers are serialised in one order, as before, and each sees what the writers before it in
 its group wrote. A write transaction must not open another one in the same thread (it never
@@ -29,7 +31,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, NestedTransaction, RootTransaction
+from sqlalchemy import Connection, Engine, RootTransaction
 
 from openecr.backends.sql.transaction import SqlTransaction
 
@@ -75,24 +77,32 @@ class GroupCommitter:
         except BaseException:
             self._turn.release()
             raise
+        # the group's first writer needs no savepoint: if it fails, the transaction holds
+        # nothing else and is rolled back whole
+        first = group.size == 0
         failed: BaseException | None = None
-        try:
-            savepoint = conn.begin_nested()
-        except BaseException as error:
-            self._end(group, error)
-            self._turn.release()
-            raise
+        if not first:
+            try:
+                self._statement(conn, "SAVEPOINT openecr_writer")
+            except BaseException as error:
+                self._end(group, error)
+                self._turn.release()
+                raise
         try:
             yield SqlTransaction(conn)
         except BaseException as error:
             failed = error
-            self._roll_back_alone(group, conn, savepoint)
+            if first:
+                self._roll_back(group)
+            else:
+                self._roll_back_alone(group, conn, error)
         else:
-            try:
-                savepoint.commit()
-            except BaseException as error:
-                failed = error
-                self._end(group, error)
+            if not first:
+                try:
+                    self._statement(conn, "RELEASE openecr_writer")
+                except BaseException as error:
+                    failed = error
+                    self._end(group, error)
         try:
             if self._group is group:
                 group.size += 1
@@ -105,6 +115,15 @@ class GroupCommitter:
             raise failed
         if group.error is not None:
             raise group.error
+
+    @staticmethod
+    def _statement(conn: Connection, sql: str) -> None:
+        """On the DBAPI connection (a savepoint is no business of SQLAlchemy's here)."""
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(sql)
+        finally:
+            cursor.close()
 
     def _join(self) -> tuple[_Group, Connection]:
         """The open group and its connection (a new transaction if none is open)."""
@@ -120,16 +139,27 @@ class GroupCommitter:
         self._group = _Group()
         return self._group, self._conn
 
-    def _roll_back_alone(
-        self, group: _Group, conn: Connection, savepoint: NestedTransaction
-    ) -> None:
-        """Undo one writer's statements; if the whole transaction is gone (SQLite rolls it
-        back on some errors) or cannot be rolled back to the savepoint, end the group."""
+    def _roll_back(self, group: _Group) -> None:
+        """The group's only writer failed: roll the transaction back, keep the connection."""
+        tx, self._tx, self._group = self._tx, None, None
         try:
-            savepoint.rollback()
+            if tx is not None:
+                tx.rollback()
+        except BaseException:
+            self._discard()
+        group.done.set()
+
+    def _roll_back_alone(self, group: _Group, conn: Connection, failed: BaseException) -> None:
+        """Undo the statements of a writer that raised ``failed``. If the whole transaction
+        is gone (SQLite rolls it back on some errors, such as a full disk), the group ends
+        with ``failed``; if it cannot be rolled back to the savepoint, with that error."""
+        try:
             dbapi = conn.connection.dbapi_connection
             if dbapi is None or not dbapi.in_transaction:
-                raise RuntimeError("the database rolled the write transaction back")
+                self._end(group, failed)
+                return
+            self._statement(conn, "ROLLBACK TO openecr_writer")
+            self._statement(conn, "RELEASE openecr_writer")
         except BaseException as error:
             self._end(group, error)
 

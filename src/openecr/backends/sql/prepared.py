@@ -1,19 +1,22 @@
-"""The hot reads, compiled once per dialect and run on the connection's DBAPI cursor."""
+"""The hot statements (the reads of every pull, the writes of every push), compiled once per
+dialect and run on the connection's DBAPI cursor."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, select
+from sqlalchemy import Connection, Delete, Insert, and_, bindparam, delete, func, insert, select
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql import Select
 
 from openecr.backends.sql.schema import (
     blob_links,
     blobs,
     documents,
+    image_blobs,
     images,
     repositories,
     repository_documents,
@@ -22,17 +25,18 @@ from openecr.backends.sql.schema import (
 
 
 class Prepared:
-    """A SELECT compiled once per dialect and run on the connection's DBAPI cursor.
+    """A statement compiled once per dialect and run on the connection's DBAPI cursor.
 
-    The hot reads (every pull, every BatchGetImage) skip SQLAlchemy's per-execution work
-    (statement building, cache keys, result metadata), which costs several times the query
-    itself on SQLite. Parameters are the statement's ``bindparam`` names; rows are plain
-    tuples in the order of the selected columns. The statement only uses types whose values
-    the DBAPI drivers take and return as they are (integers, floats, strings, bytes)."""
+    The hot reads (every pull, every BatchGetImage) and a push's writes skip SQLAlchemy's
+    per-execution work (statement building, cache keys, result metadata), which costs several
+    times the query itself on SQLite. Parameters are the statement's ``bindparam`` names;
+    rows are plain tuples in the order of the selected columns. The statement only uses types
+    whose values the DBAPI drivers take and return as they are (integers, floats, strings,
+    bytes)."""
 
     __slots__ = ("_compiled", "statement")
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: Select[Any] | Insert | Delete) -> None:
         self.statement = statement
         self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
 
@@ -53,12 +57,41 @@ class Prepared:
             else:
                 cursor.execute(sql, tuple(params[name] for name in positions))
             return cursor.fetchall()
+        except conn.dialect.loaded_dbapi.Error as error:
+            raise _wrapped(conn, sql, params, error) from error
         finally:
             cursor.close()
 
     def first(self, conn: Connection, **params: Any) -> Any:
         found = self.rows(conn, **params)
         return found[0] if found else None
+
+    def execute(self, conn: Connection, **params: Any) -> int:
+        """Run a write; returns the rows it changed."""
+        return self.execute_many(conn, [params])
+
+    def execute_many(self, conn: Connection, params: Sequence[Mapping[str, Any]]) -> int:
+        """Run a write once per parameter set (the DBAPI's ``executemany``)."""
+        sql, positions = self._compile(conn.dialect)
+        cursor = conn.connection.cursor()
+        try:
+            if positions is None:
+                cursor.executemany(sql, params)
+            else:
+                cursor.executemany(sql, [tuple(p[name] for name in positions) for p in params])
+            return int(cursor.rowcount)
+        except conn.dialect.loaded_dbapi.Error as error:
+            raise _wrapped(conn, sql, params, error) from error
+        finally:
+            cursor.close()
+
+
+def _wrapped(conn: Connection, sql: str, params: Any, error: Exception) -> StatementError:
+    """The driver's ``error`` as SQLAlchemy raises it (IntegrityError, OperationalError...), as
+    a statement run through SQLAlchemy would fail."""
+    return DBAPIError.instance(
+        sql, params, error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+    )
 
 
 def _in(column: Any, prefix: str, count: int) -> Any:
@@ -139,6 +172,46 @@ GET_LINKED_BLOB = Prepared(
     .where(
         blob_links.c.repository_id == bindparam("repo_id"),
         blob_links.c.digest == bindparam("digest"),
+    )
+)
+# a push's writes
+INSERT_IMAGE = Prepared(
+    insert(images).values(
+        {
+            name: bindparam(name)
+            for name in (
+                "repository_id",
+                "digest",
+                "manifest",
+                "media_type",
+                "artifact_media_type",
+                "size",
+                "pushed_at",
+                "subject",
+            )
+        }
+    )
+)
+DELETE_TAG = Prepared(
+    delete(tags).where(tags.c.repository_id == bindparam("repo_id"), tags.c.tag == bindparam("tag"))
+)
+INSERT_TAG = Prepared(
+    insert(tags).values(
+        repository_id=bindparam("repo_id"),
+        tag=bindparam("tag"),
+        digest=bindparam("digest"),
+        set_at=bindparam("set_at"),
+    )
+)
+BLOBS_OF_IMAGE = Prepared(
+    select(image_blobs.c.blob).where(
+        image_blobs.c.repository_id == bindparam("repo_id"),
+        image_blobs.c.image == bindparam("image"),
+    )
+)
+INSERT_IMAGE_BLOB = Prepared(
+    insert(image_blobs).values(
+        repository_id=bindparam("repo_id"), image=bindparam("image"), blob=bindparam("blob")
     )
 )
 # control-plane documents: read on every authenticated request (policies) and by other checks

@@ -11,6 +11,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from openecr.backends.sql.prepared import (
+    BLOBS_OF_IMAGE,
+    DELETE_TAG,
     GET_BLOB,
     GET_DOCUMENT,
     GET_IMAGE,
@@ -19,6 +21,9 @@ from openecr.backends.sql.prepared import (
     GET_REPOSITORY_DOCUMENT,
     GET_TAG,
     IMAGE_COLUMNS,
+    INSERT_IMAGE,
+    INSERT_IMAGE_BLOB,
+    INSERT_TAG,
     LOOKUP_IMAGE,
     REPOSITORY_COLUMNS,
     TAGS_OF,
@@ -253,29 +258,26 @@ class SqlTransaction:
         )
 
     def insert_image(self, image: ImageRecord) -> None:
-        self.conn.execute(
-            insert(images).values(
-                repository_id=image.repository_id,
-                digest=image.digest,
-                manifest=image.manifest,
-                media_type=image.media_type,
-                artifact_media_type=image.artifact_media_type,
-                size=image.size,
-                pushed_at=ts(image.pushed_at),
-                subject=image.subject,
-            )
+        INSERT_IMAGE.execute(
+            self.conn,
+            repository_id=image.repository_id,
+            digest=image.digest,
+            manifest=image.manifest,
+            media_type=image.media_type,
+            artifact_media_type=image.artifact_media_type,
+            size=image.size,
+            pushed_at=ts(image.pushed_at),
+            subject=image.subject,
         )
 
     def set_tag(self, repo_id: int, tag: str, digest: str, at: datetime) -> None:
         self._lock_repository(repo_id)
-        self.delete_tag(repo_id, tag)
-        self.conn.execute(
-            insert(tags).values(repository_id=repo_id, tag=tag, digest=digest, set_at=ts(at))
-        )
+        DELETE_TAG.execute(self.conn, repo_id=repo_id, tag=tag)
+        INSERT_TAG.execute(self.conn, repo_id=repo_id, tag=tag, digest=digest, set_at=ts(at))
 
     def delete_tag(self, repo_id: int, tag: str) -> None:
         self._lock_repository(repo_id)
-        self.conn.execute(delete(tags).where(tags.c.repository_id == repo_id, tags.c.tag == tag))
+        DELETE_TAG.execute(self.conn, repo_id=repo_id, tag=tag)
 
     def delete_image(self, repo_id: int, digest: str) -> None:
         self._lock_repository(repo_id)
@@ -413,18 +415,11 @@ class SqlTransaction:
     def add_image_blobs(self, repo_id: int, image: str, blobs: Sequence[str]) -> None:
         self._lock_repository(repo_id)
         self._share_blobs()
-        c = image_blobs.c
-        have = {
-            r.blob
-            for r in self.conn.execute(
-                select(c.blob).where(c.repository_id == repo_id, c.image == image)
-            )
-        }
+        have = {r[0] for r in BLOBS_OF_IMAGE.rows(self.conn, repo_id=repo_id, image=image)}
         new = [b for b in dict.fromkeys(blobs) if b not in have]
         if new:
-            self.conn.execute(
-                insert(image_blobs),
-                [{"repository_id": repo_id, "image": image, "blob": b} for b in new],
+            INSERT_IMAGE_BLOB.execute_many(
+                self.conn, [{"repo_id": repo_id, "image": image, "blob": b} for b in new]
             )
 
     def list_tags(self, repo_id: int, after: str | None, limit: int | None) -> list[str]:
