@@ -7,7 +7,8 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 DATA_DIR ?= ./.openecr
 
-.PHONY: serve test test-fast lint typecheck install install-runtime clean bench bench-smoke bench-profile
+.PHONY: serve test test-fast lint typecheck install install-runtime clean bench bench-smoke bench-profile \
+	cluster cluster-down cluster-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,21 +34,23 @@ serve: install-runtime
 	$(BIN)/openecr serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) $(SERVE_ARGS)
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy
 	$(BIN)/mypy bench
+	$(BIN)/mypy scripts/localcluster.py
 
 test: install
 	./scripts/install-test-deps skopeo podman docker.io busybox-static wrk hey docker-registry apache2-utils postgresql-15 curl openssl haproxy chromium chromium-driver
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/mypy bench
+	$(BIN)/mypy scripts/localcluster.py
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Tests marked neither slow (they start processes) nor e2e (container clients): under a minute.
@@ -70,6 +73,19 @@ bench-smoke: install
 bench-profile: install
 	./bench/setup.sh
 	$(BIN)/python -m bench.profile $(BENCH_ARGS)
+
+# `make cluster`: PostgreSQL, SeaweedFS (S3), 3 openecr replicas and haproxy on loopback ports
+# (docs/scale-out.md), in the foreground; it prints how to use them. Ctrl-C, or `make cluster-down`
+# in another shell, stops exactly the processes it started (by PID) and throws the data away.
+# `make cluster CLUSTER_ARGS="--replicas 5 --port 6000"`.
+cluster: install
+	./scripts/install-test-deps postgresql-15 haproxy
+	$(BIN)/python scripts/localcluster.py up $(CLUSTER_ARGS)
+
+cluster-down:
+	$(BIN)/python scripts/localcluster.py down $(CLUSTER_ARGS)
+
+cluster-stop: cluster-down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
