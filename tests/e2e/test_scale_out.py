@@ -5,21 +5,18 @@ the requests of one upload to both replicas."""
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import ProcessServer, ServerFactory, die_with_parent, free_port
+from conftest import ProcessServer, ServerFactory, free_port
 from e2e.conftest import SKOPEO, run
 from e2e.images import MiB, big_image, small_image
+from storage_servers import Haproxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
-
-HAPROXY = "/usr/sbin/haproxy"
 
 
 @pytest.fixture
@@ -34,50 +31,12 @@ def replicas(
 
 
 @pytest.fixture
-def balancer(replicas: list[ProcessServer], tmp_path: Path) -> Iterator[str]:
-    """haproxy in front of the replicas (round robin, health-checked); its host:port."""
-    port = free_port()
-    servers = "\n".join(
-        f"    server r{i} 127.0.0.1:{r.port} check inter 1s" for i, r in enumerate(replicas)
-    )
-    config = tmp_path / "haproxy.cfg"
-    config.write_text(
-        f"""global
-    maxconn 256
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 300s
-    timeout server 300s
-frontend registry
-    bind 127.0.0.1:{port}
-    default_backend replicas
-backend replicas
-    balance roundrobin
-    option httpchk GET /openecr/health
-{servers}
-"""
-    )
-    process = subprocess.Popen(
-        [HAPROXY, "-f", str(config), "-db"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/openecr/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "haproxy did not start"
-            time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def balancer(replicas: list[ProcessServer]) -> Iterator[str]:
+    """haproxy in front of the replicas (round robin, health-checked; the one ``make cluster``
+    starts); its host:port."""
+    proxy = Haproxy(free_port(), [f"127.0.0.1:{r.port}" for r in replicas]).start()
+    yield proxy.host
+    proxy.remove()
 
 
 def copy(source: str, destination: str) -> None:

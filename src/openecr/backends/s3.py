@@ -49,9 +49,11 @@ MiB = 1024 * 1024
 PART_SIZE = 5 * MiB  # S3's minimum size of a multipart upload's parts (all but the last)
 READ_CHUNK = 1 * MiB
 MAX_COPY = 5 * 1024 * MiB  # the largest object S3 copies in one CopyObject
-# a writer that held a session this long without finishing is taken to be dead (its replica
-# was killed mid-write): another writer may take the session over
-WRITER_LEASE_SECONDS = 600.0
+# a writer that has not renewed its hold on a session for this long is taken to be dead (its
+# replica was killed mid-write): another writer (a client resuming through another replica) may
+# take the session over. A writer renews its hold every WRITER_RENEW_SECONDS while bytes arrive.
+WRITER_LEASE_SECONDS = 20.0
+WRITER_RENEW_SECONDS = 5.0
 _SESSION = re.compile(r"^[0-9a-f]{32}$")
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
 _CONFLICT = {"412", "PreconditionFailed", "ConditionalRequestConflict", "409"}
@@ -621,6 +623,7 @@ class S3UploadWriter:
         self._loaded = False
         self._size = state.size
         self._done = False
+        self._renewed = time.monotonic()
 
     @property
     def size(self) -> int:
@@ -641,6 +644,8 @@ class S3UploadWriter:
         for chunk in chunks:
             self._buffer += chunk
             self._size += len(chunk)
+            if time.monotonic() - self._renewed > WRITER_RENEW_SECONDS:
+                self._renew()
             while len(self._buffer) >= part_size(len(self._parts)):
                 size = part_size(len(self._parts))
                 name = f"p-{self._id}-{len(self._parts):05d}"
@@ -650,6 +655,27 @@ class S3UploadWriter:
                 self._written.append(name)
                 self._parts.append((name, size))
                 del self._buffer[:size]
+
+    def _renew(self) -> None:
+        """Renew this writer's hold on the session (its lease); a writer that lost it (taken
+        over after it was silent for the lease, or the session ended) stops here."""
+        driver, key = self._driver, self._state.key
+        try:
+            current = driver._read_control(key)
+        except UploadNotFound:
+            self.abort()
+            raise
+        renewed = _Control(
+            current.etag, current.token, self._id, time.time(), current.parts, current.tail
+        )
+        if (
+            current.writer != self._id
+            or current.token != self._base.token
+            or not driver._write_control(key, current, renewed)
+        ):
+            self.abort()
+            raise InvalidLayerPart("Another request took this upload over")
+        self._renewed = time.monotonic()
 
     def finish(self) -> UploadState:
         self._load_tail()

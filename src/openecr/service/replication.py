@@ -44,6 +44,7 @@ from openecr.domain.replication import (
     Status,
 )
 from openecr.errors import (
+    BackendUnavailable,
     ImageNotFound,
     ImageTagAlreadyExists,
     InvalidParameter,
@@ -330,7 +331,10 @@ class ReplicationService:
         while not self._stopping.is_set():
             try:
                 worked = self.run_once()
-            except Exception:  # the store may be briefly unavailable: try again later
+            except BackendUnavailable as error:  # a database restarting: one line, try again
+                log.warning("replication worker: %s", error)
+                worked = False
+            except Exception:  # anything else: with its traceback, and try again later
                 log.exception("replication worker failed")
                 worked = False
             if not worked:
