@@ -132,6 +132,8 @@ WIRE: dict[str, tuple[str, int, str, int]] = {
     # an upstream that failed a pull-through fetch: 502 Bad Gateway on /v2
     "UnableToGetUpstreamImage": ("UnableToGetUpstreamImageException", 400, "UNKNOWN", 502),
     "UnableToGetUpstreamLayer": ("UnableToGetUpstreamLayerException", 400, "UNKNOWN", 502),
+    # a push into a pull-through cache repository: docker prints "denied: ..."
+    "PushToPullThroughCache": ("InvalidParameterException", 400, "DENIED", 403),
     "ExclusionNotFound": ("ExclusionNotFoundException", 400, "NAME_UNKNOWN", 404),
     "ExclusionAlreadyExists": ("ExclusionAlreadyExistsException", 400, "DENIED", 403),
     "ValidationError": ("ValidationException", 400, "UNSUPPORTED", 400),

@@ -25,6 +25,8 @@ from openecr.domain.pullthrough import (
     normalize_prefix,
     parse_upstream_url,
 )
+from test_iam_policy import policy, statement
+from test_policies import A_ROOT, ALICE, A, as_, credentials_file, denied, token_headers
 
 SECRET_ARN = (
     f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:ecr-pullthroughcache/upstream-abc123"
@@ -445,18 +447,101 @@ def test_concurrent_first_pulls(mirror: Server, upstream: Server) -> None:
     assert [i["imageDigest"] for i in images] == [digest]
 
 
-def test_push_into_a_cached_repository(mirror: Server, upstream: Server) -> None:
-    """ECR treats repositories a rule created like any other: pushes are accepted."""
+def test_pushes_into_a_cache_repository_are_refused(
+    make_server: ServerFactory, upstream: Server
+) -> None:
+    """Only the cache writes into its repositories: every push operation of both APIs is
+    refused with InvalidParameterException / DENIED, nothing is stored, and the cache keeps
+    caching. The repository stays a cache when its rule is deleted."""
     source = upstream.client()
     name = unique("mixed")
     source.create_repository(repositoryName=name)
-    push(source, name, "v1")
+    digest, manifest = push(source, name, "v1")
+    mirror = make_server("--create-on-push")
     ecr = mirror.client()
     rule(ecr, "up", f"http://127.0.0.1:{upstream.port}")
-    ecr.batch_get_image(repositoryName=f"up/{name}", imageIds=[{"imageTag": "v1"}])
-    mine, _ = push(ecr, f"up/{name}", "local")
-    got = ecr.batch_get_image(repositoryName=f"up/{name}", imageIds=[{"imageTag": "local"}])
-    assert got["images"][0]["imageId"]["imageDigest"] == mine
+    cached = f"up/{name}"
+    ecr.batch_get_image(repositoryName=cached, imageIds=[{"imageTag": "v1"}])
+    layer = json.loads(manifest)["layers"][0]["digest"]
+    httpx.get(f"{mirror.endpoint}/v2/{cached}/blobs/{layer}").raise_for_status()
+
+    def refused_everywhere(repository: str, ecr_code: str = "InvalidParameterException") -> None:
+        code, message, status = error(ecr.initiate_layer_upload, repositoryName=repository)
+        assert (code, status) == (ecr_code, 400)
+        assert repository in message
+        code, _, _ = error(
+            ecr.put_image,
+            repositoryName=repository,
+            imageManifest=manifest.decode(),
+            imageManifestMediaType=DOCKER_V2,
+            imageTag="mine",
+        )
+        assert code == ecr_code
+        base = f"{mirror.endpoint}/v2/{repository}"
+        with httpx.Client() as http:
+            answers = [
+                http.post(f"{base}/blobs/uploads/"),
+                http.post(f"{base}/blobs/uploads/", params={"mount": layer, "from": cached}),
+                http.put(
+                    f"{base}/manifests/mine",
+                    content=manifest,
+                    headers={"Content-Type": DOCKER_V2},
+                ),
+            ]
+        for answer in answers:
+            assert answer.status_code == 403, answer.text
+            assert answer.json()["errors"][0]["code"] == "DENIED"
+
+    refused_everywhere(cached)
+    message = error(ecr.initiate_layer_upload, repositoryName=cached)[1]
+    assert "is a pull through cache repository" in message
+    tags = ecr.describe_images(repositoryName=cached)["imageDetails"][0]["imageTags"]
+    assert tags == ["v1"]
+    # a name the rule covers is not created by a /v2 push (create-on-push), only by the cache;
+    # ECR's API has no create-on-push: the repository is not found
+    refused_everywhere(f"up/{unique('fresh')}", "RepositoryNotFoundException")
+    listed = [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]]
+    assert listed == [cached]
+
+    # an upload opened before the repository became a cache cannot complete
+    early = unique("early")
+    ecr.create_repository(repositoryName=f"later/{early}")
+    upload = ecr.initiate_layer_upload(repositoryName=f"later/{early}")["uploadId"]
+    ecr.upload_layer_part(
+        repositoryName=f"later/{early}",
+        uploadId=upload,
+        partFirstByte=0,
+        partLastByte=2,
+        layerPartBlob=b"abc",
+    )
+    rule(ecr, "later", f"http://127.0.0.1:{upstream.port}")
+    code, _, _ = error(
+        ecr.complete_layer_upload,
+        repositoryName=f"later/{early}",
+        uploadId=upload,
+        layerDigests=["sha256:" + hashlib.sha256(b"abc").hexdigest()],
+    )
+    assert code == "InvalidParameterException"
+
+    # the cache itself still writes: a tag that appeared upstream is fetched
+    second, _ = push(source, name, "v2")
+    got = ecr.batch_get_image(repositoryName=cached, imageIds=[{"imageTag": "v2"}])
+    assert got["images"][0]["imageId"]["imageDigest"] == second
+
+    # the rule goes; what it cached stays a cache (pushes refused), other names are open
+    ecr.delete_pull_through_cache_rule(ecrRepositoryPrefix="up")
+    refused_everywhere(cached)
+    assert {
+        i["imageDigest"] for i in ecr.describe_images(repositoryName=cached)["imageDetails"]
+    } == {
+        digest,
+        second,
+    }
+    own = f"up/{unique('own')}"
+    ecr.create_repository(repositoryName=own)
+    pushed, _ = push(ecr, own, "local")
+    got = ecr.batch_get_image(repositoryName=own, imageIds=[{"imageTag": "local"}])
+    assert got["images"][0]["imageId"]["imageDigest"] == pushed
 
 
 def test_creation_template_applies(mirror: Server, upstream: Server) -> None:
@@ -477,3 +562,77 @@ def test_creation_template_applies(mirror: Server, upstream: Server) -> None:
     assert repo["imageTagMutability"] == "IMMUTABLE"
     tags = ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"])["tags"]
     assert tags == [{"Key": "cache", "Value": "yes"}]
+
+
+def test_importing_needs_batch_import_upstream_image(
+    make_server: ServerFactory, upstream: Server, tmp_path: Path
+) -> None:
+    """With --credentials the caller of a pull that caches needs ecr:BatchImportUpstreamImage
+    (and ecr:CreateRepository when the pull creates the repository), as the registry's
+    policies decide; a refusal is AccessDeniedException / DENIED. Served from the cache, a
+    pull needs neither."""
+    source = upstream.client()
+    source.create_repository(repositoryName="lib/app")
+    _, manifest = push(source, "lib/app", "v1")
+    config, layer = (
+        d["digest"] for d in [json.loads(manifest)["config"], *json.loads(manifest)["layers"]]
+    )
+    mirror = make_server("--credentials", str(credentials_file(tmp_path)))
+    owner, alice = as_(mirror, A_ROOT), as_(mirror, ALICE)
+    rule(owner, "up", f"http://127.0.0.1:{upstream.port}")
+    name = "up/lib/app"
+    v2 = httpx.Client(base_url=mirror.endpoint, headers=token_headers(mirror, ALICE))
+
+    def deny(*actions: str) -> None:
+        owner.put_registry_policy(
+            policyText=policy(
+                statement(
+                    Effect="Deny",
+                    Principal={"AWS": ALICE},
+                    Action=[f"ecr:{a}" for a in actions],
+                    Resource=f"arn:aws:ecr:us-east-1:{A}:repository/*",
+                )
+            )
+        )
+
+    def v2_denied(path: str, action: str) -> None:
+        answer = v2.get(f"/v2/{name}/{path}")
+        [found] = answer.json()["errors"]
+        assert (answer.status_code, found["code"]) == (403, "DENIED")
+        assert found["message"] == denied(ALICE, action, name, explicit=True)
+
+    # no import: nothing fetched, no repository
+    deny("BatchImportUpstreamImage")
+    code, message, _ = error(
+        alice.batch_get_image, repositoryName=name, imageIds=[{"imageTag": "v1"}]
+    )
+    assert (code, message) == (
+        "AccessDeniedException",
+        denied(ALICE, "BatchImportUpstreamImage", name, explicit=True),
+    )
+    v2_denied("manifests/v1", "BatchImportUpstreamImage")
+    # no repository creation: the same, for CreateRepository
+    deny("CreateRepository")
+    code, message, _ = error(
+        alice.batch_get_image, repositoryName=name, imageIds=[{"imageTag": "v1"}]
+    )
+    assert message == denied(ALICE, "CreateRepository", name, explicit=True)
+    v2_denied("manifests/v1", "CreateRepository")
+    assert owner.describe_repositories()["repositories"] == []
+    # the owner's pull creates and caches; then alice needs only BatchImportUpstreamImage
+    owner.batch_get_image(repositoryName=name, imageIds=[{"imageTag": "v1"}])
+    got = alice.batch_get_image(repositoryName=name, imageIds=[{"imageTag": "v1"}])
+    assert got["images"][0]["imageManifest"].encode() == manifest
+    assert v2.get(f"/v2/{name}/blobs/{layer}").status_code == 200  # imported by alice
+    deny("BatchImportUpstreamImage")
+    v2_denied(f"blobs/{config}", "BatchImportUpstreamImage")
+    code, message, _ = error(
+        alice.get_download_url_for_layer, repositoryName=name, layerDigest=config
+    )
+    assert message == denied(ALICE, "BatchImportUpstreamImage", name, explicit=True)
+    # what is cached is served without the right to import
+    assert v2.get(f"/v2/{name}/manifests/v1").content == manifest
+    assert v2.get(f"/v2/{name}/blobs/{layer}").status_code == 200
+    owner.delete_registry_policy()
+    assert v2.get(f"/v2/{name}/blobs/{config}").status_code == 200
+    v2.close()

@@ -21,6 +21,7 @@ Tree (indentation is inheritance)::
         TagInvalid                    InvalidParameterException / TAG_INVALID
         RangeNotSatisfiable           InvalidParameterException / RANGE_INVALID
         PaginationInvalid             InvalidParameterException / PAGINATION_NUMBER_INVALID
+        PushToPullThroughCache        InvalidParameterException / DENIED (403)
       UnknownOperation                UnknownOperationException / UNSUPPORTED
         RouteNotFound                 UnknownOperationException / UNSUPPORTED (404)
       NotFound
@@ -650,6 +651,23 @@ class UnableToGetUpstreamImage(OpenEcrError):
     def __init__(self, message: str, failure_code: str = "UpstreamUnavailable") -> None:
         super().__init__(message)
         self.failure_code = failure_code  # BatchGetImage's per-image failure code
+
+
+class PushToPullThroughCache(InvalidParameter):
+    """A push (a layer upload or mount, a manifest) into a pull-through cache repository:
+    only the cache writes there. ``InvalidParameterException`` on ECR's API (the one error
+    every push operation of the model declares); ``DENIED`` (403) on /v2, what docker and
+    podman print as "denied: ..."."""
+
+    oci_code = OciCode.DENIED
+    oci_status = None  # DENIED's own 403, not InvalidParameter's 400
+
+    def __init__(self, name: str, registry: str) -> None:
+        super().__init__(
+            f"The repository with name '{name}' in the registry with id '{registry}' is a pull "
+            "through cache repository: images are cached from its upstream registry and cannot "
+            "be pushed to it"
+        )
 
 
 class UnableToGetUpstreamLayer(OpenEcrError):

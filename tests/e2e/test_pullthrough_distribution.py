@@ -1,10 +1,13 @@
 """Pull-through cache rules against the reference registry: Debian's docker-registry
 (distribution 2.8) holds an image pushed by skopeo, anonymously and behind htpasswd (Basic)
 auth; a real ``openecr serve`` caches it for docker and skopeo pulls through a rule (the
-htpasswd login from a ``--secrets`` secret), and keeps serving it once distribution stops."""
+htpasswd login from a ``--secrets`` secret), and keeps serving it once distribution stops.
+A multi-arch OCI index pushed with ``skopeo copy --all`` is pulled by docker for each platform
+through a rule, cached with every child; docker's push into the cache is refused."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import time
@@ -12,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
@@ -19,7 +23,8 @@ import pytest
 
 from conftest import ProcessServer, die_with_parent, free_port
 from e2e.conftest import SKOPEO, Docker, read_dir_image, run
-from e2e.images import Image, small_image
+from e2e.images import Image, sha256, small_image
+from e2e.test_multiarch import HOST, OCI_INDEX, OTHER, index_of, platform_images, write_source
 
 ACCOUNT = "123456789012"
 KEY, SECRET = "AKIDPTCMIRROR", "pull-through-secret"
@@ -123,6 +128,25 @@ def distributions(tmp_path: Path) -> Iterator[tuple[Distribution, Distribution]]
     private.stop()
 
 
+def ecr_client(mirror: ProcessServer) -> Any:
+    return boto3.client(
+        "ecr",
+        endpoint_url=mirror.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=KEY,
+        aws_secret_access_key=SECRET,
+    )
+
+
+def docker_login(docker: Docker, ecr: Any, mirror: ProcessServer) -> str:
+    """Log docker in to the mirror; return its ``host:port``."""
+    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    password = base64.b64decode(token).decode().partition(":")[2]
+    host = f"127.0.0.1:{mirror.port}"
+    docker("login", "-u", "AWS", "--password-stdin", host, input=password)
+    return host
+
+
 @pytest.fixture
 def mirror(tmp_path: Path) -> Iterator[ProcessServer]:
     credentials = tmp_path / "credentials.toml"
@@ -215,3 +239,56 @@ def test_docker_and_skopeo_pull_through_distribution(
     assert failed.returncode != 0
     code = ecr.batch_get_image(repositoryName="corp/team/app", imageIds=[{"imageTag": "v2"}])
     assert [f["failureCode"] for f in code["failures"]] == ["UpstreamUnavailable"]
+
+
+def test_docker_pulls_a_multi_arch_index_through_a_rule(
+    distributions: tuple[Distribution, Distribution],
+    mirror: ProcessServer,
+    docker: Docker,
+    tmp_path: Path,
+) -> None:
+    anonymous, _ = distributions
+    marker = f"ptc-multi-{uuid.uuid4().hex[:6]}"
+    children = platform_images(marker, oci=True)
+    index = index_of(children, OCI_INDEX)
+    source = write_source(tmp_path / "source", children, index, OCI_INDEX)
+    run(
+        [
+            SKOPEO,
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            source,
+            f"docker://{anonymous.host}/library/multi:v1",
+        ]
+    )
+    ecr = ecr_client(mirror)
+    ecr.create_pull_through_cache_rule(
+        ecrRepositoryPrefix="hub", upstreamRegistryUrl=f"http://{anonymous.host}"
+    )
+    host = docker_login(docker, ecr, mirror)
+    reference = f"{host}/hub/library/multi:v1"
+
+    # the first pull caches the index with every child; each platform's pull gets its own
+    for arch, option in ((OTHER, ("--platform", f"linux/{OTHER}")), (HOST, ())):
+        docker("pull", *option, reference)
+        inspect = json.loads(docker("image", "inspect", reference).stdout)[0]
+        assert inspect["Id"] == children[arch].config_digest
+        assert inspect["Architecture"] == arch
+    assert docker("run", "--rm", "--network", "none", reference).stdout == f"{marker} {HOST}\n"
+    details = ecr.describe_images(repositoryName="hub/library/multi")["imageDetails"]
+    assert {d["imageDigest"]: d.get("imageTags") for d in details} == {
+        children["amd64"].digest: None,
+        children["arm64"].digest: None,
+        sha256(index): ["v1"],
+    }
+
+    # only the cache writes there: docker's push is refused
+    docker("tag", reference, f"{host}/hub/library/multi:mine")
+    pushed = docker("push", f"{host}/hub/library/multi:mine", check=False)
+    assert pushed.returncode != 0
+    assert "denied" in pushed.stdout + pushed.stderr
+    assert "pull through cache repository" in pushed.stdout + pushed.stderr
+    docker("rmi", "--force", reference, f"{host}/hub/library/multi:mine")
+    docker("rmi", "--force", children[OTHER].config_digest, check=False)

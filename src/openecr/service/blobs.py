@@ -17,7 +17,7 @@ from typing import Protocol
 
 from openecr.domain import digest as digests
 from openecr.domain.digest import Digest
-from openecr.domain.model import BlobInfo, UploadSession
+from openecr.domain.model import BlobInfo, Repository, UploadSession
 from openecr.domain.registries import account_of
 from openecr.errors import (
     BlobNotFound,
@@ -31,7 +31,7 @@ from openecr.errors import (
     RepositoryNotFound,
     UploadNotFound,
 )
-from openecr.ports.metadata import MetadataStore
+from openecr.ports.metadata import MetadataStore, Transaction
 from openecr.service.account_settings import blob_mounting_enabled
 from openecr.service.blobstore import BlobStore, CheckedWriter
 from openecr.service.common import Clock, Permit, require_repository, utcnow
@@ -157,6 +157,10 @@ class BlobSource(Protocol):
         self, registry_id: str, name: str, digest: Digest, permit: Permit | None = None
     ) -> StreamingBlob | None: ...
 
+    def check_push(self, tx: Transaction, repo: Repository) -> None:
+        """Raise (PushToPullThroughCache) when pushes into ``repo`` are refused."""
+        ...
+
 
 class BlobService:
     def __init__(self, meta: MetadataStore, blobs: BlobStore, clock: Clock = utcnow) -> None:
@@ -194,10 +198,16 @@ class BlobService:
 
     # --- upload sessions -------------------------------------------------------------------
 
+    def _check_push(self, tx: Transaction, repo: Repository) -> None:
+        if self.source is not None:
+            self.source.check_push(tx, repo)
+
     def initiate(self, registry_id: str, name: str) -> UploadSession:
-        """Open an upload session in a repository; raises RepositoryNotFound."""
+        """Open an upload session in a repository; raises RepositoryNotFound, and
+        PushToPullThroughCache (the source refuses pushes there)."""
         with self.meta.read() as tx:
             repo = require_repository(tx, registry_id, name)
+            self._check_push(tx, repo)
         session = UploadSession(str(uuid.uuid4()), repo.id, self.clock(), self.blobs.begin())
         try:
             with self.meta.write() as tx:
@@ -208,9 +218,15 @@ class BlobService:
             raise
         return session
 
-    def _session(self, registry_id: str, name: str, upload_id: str) -> UploadSession:
+    def _session(
+        self, registry_id: str, name: str, upload_id: str, *, push: bool = False
+    ) -> UploadSession:
+        """An open upload of the repository; with ``push``, refused when the source refuses
+        pushes there (an upload opened before the repository became a cache)."""
         with self.meta.read() as tx:
             repo = require_repository(tx, registry_id, name)
+            if push:
+                self._check_push(tx, repo)
             session = tx.get_upload(upload_id)
         if session is None or session.repository_id != repo.id:
             raise UploadNotFound(UPLOAD_NOT_FOUND)
@@ -281,13 +297,14 @@ class BlobService:
         self, registry_id: str, name: str, upload_id: str, digest: Digest, *, ecr: bool = False
     ) -> BlobInfo:
         """Verify that an upload hashes to ``digest``, store it, link it to the repository and
-        end the session. Raises RepositoryNotFound, UploadNotFound, InvalidLayer.
+        end the session. Raises RepositoryNotFound, UploadNotFound, InvalidLayer,
+        PushToPullThroughCache.
 
         With ``ecr`` (CompleteLayerUpload) ECR's rules apply: an empty upload raises
         EmptyUpload, a layer the repository already holds ends the session and raises
         LayerAlreadyExists, and a mismatch keeps the session for another try. Otherwise
         (/v2) empty blobs and known blobs are fine, and a mismatch ends the session."""
-        session = self._session(registry_id, name, upload_id)
+        session = self._session(registry_id, name, upload_id, push=True)
         if ecr:
             if session.state.size == 0:
                 raise EmptyUpload("The specified layer upload does not contain any layer parts.")
@@ -392,7 +409,7 @@ class BlobService:
         to an upload), and when the registry's BLOB_MOUNTING setting is DISABLED. Raises
         RepositoryNotFound for ``name``."""
         with self.meta.read() as tx:
-            require_repository(tx, registry_id, name)
+            self._check_push(tx, require_repository(tx, registry_id, name))
             if not blob_mounting_enabled(tx, registry_id):
                 return None
             origin = tx.get_repository(registry_id, source)

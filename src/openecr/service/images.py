@@ -48,7 +48,7 @@ from openecr.errors import (
     UnableToGetUpstreamImage,
 )
 from openecr.ports.metadata import ImageReads, MetadataStore, Transaction
-from openecr.service.common import Clock, require_repository, utcnow
+from openecr.service.common import Clock, Permit, require_repository, utcnow
 from openecr.service.paging import decode_token, encode_token
 from openecr.service.pulls import PullRecorder
 
@@ -233,11 +233,18 @@ class ImageSource(Protocol):
     """Where a pull may find images a repository does not hold yet (a pull-through cache):
     ``covers`` says cheaply (no network) whether it may have work for a repository;
     ``ensure_image`` stores or refreshes what a pull names before the pull is answered, or
-    raises UnableToGetUpstreamImage (its ``failure_code`` is BatchGetImage's per-image code)."""
+    raises UnableToGetUpstreamImage (its ``failure_code`` is BatchGetImage's per-image code);
+    ``permit`` is the caller's right to import (raises AccessDenied, which the pull raises)."""
 
     def covers(self, registry_id: str, name: str | None = None) -> bool: ...
 
-    def ensure_image(self, registry_id: str, name: str, image_id: ImageId) -> None: ...
+    def ensure_image(
+        self, registry_id: str, name: str, image_id: ImageId, permit: Permit | None = None
+    ) -> None: ...
+
+    def check_push(self, tx: Transaction, repo: Repository) -> None:
+        """Raise (PushToPullThroughCache) when pushes into ``repo`` are refused."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +322,11 @@ class ImageService:
         return self.source is not None and self.source.covers(registry_id, name)
 
     def _ensure(
-        self, registry_id: str, name: str, image_ids: Sequence[ImageId]
+        self,
+        registry_id: str,
+        name: str,
+        image_ids: Sequence[ImageId],
+        permit: Permit | None = None,
     ) -> dict[int, UnableToGetUpstreamImage]:
         """Let the source fetch what a pull names; the errors of ids it could not get, by
         position (ids that are malformed are left to the pull)."""
@@ -326,7 +337,7 @@ class ImageService:
         for i, image_id in enumerate(image_ids):
             if check_image_id(image_id) is None:
                 try:
-                    source.ensure_image(registry_id, name, image_id)
+                    source.ensure_image(registry_id, name, image_id, permit)
                 except UnableToGetUpstreamImage as error:
                     failed[i] = error
         return failed
@@ -372,6 +383,7 @@ class ImageService:
         algorithm: str = "sha256",
         require_media_type: bool = False,
         lenient: bool | None = None,
+        cache: bool = False,
     ) -> PutResult:
         """Store a manifest verbatim and optionally tag it: ECR's PutImage and the /v2 manifest
         PUT. The image's digest is the ``algorithm`` hash of ``raw`` (a /v2 push by a sha512
@@ -386,7 +398,8 @@ class ImageService:
         tag). ``require_media_type`` (PutImage) refuses a schema 2 manifest whose media type
         is neither declared nor in the manifest (ManifestInvalid). ``lenient`` overrides the
         service's setting for this call (a pull-through cache stores manifests before their
-        layers)."""
+        layers). The source refuses pushes into its repositories (PushToPullThroughCache),
+        except the ``cache``'s own writes."""
         if tag is not None and not names.is_tag(tag):
             raise InvalidParameter.constraint(
                 "imageTag", f"must satisfy regular expression '{names.TAG_PATTERN}'"
@@ -405,6 +418,8 @@ class ImageService:
             )
         with self.meta.write() as tx:
             repo = require_repository(tx, registry_id, name)
+            if self.source is not None and not cache:
+                self.source.check_push(tx, repo)
             existing = tx.get_image(repo.id, manifest.digest)
             current = tx.get_tag(repo.id, tag) if tag is not None else None
             if existing is not None and existing.storage_class == ARCHIVE:
@@ -525,6 +540,7 @@ class ImageService:
         image_ids: Sequence[ImageId],
         accepted: Sequence[str] | None,
         principal: str | None = None,
+        permit: Permit | None = None,
     ) -> GetResult:
         """ECR's BatchGetImage: results and failures in request order, identical ones once.
         The pull is recorded as ``principal``'s (pull-time exclusions name principals).
@@ -537,7 +553,7 @@ class ImageService:
         failures: list[ImageFailure] = []
         pulled: list[str] = []  # digests
         seen: set[tuple[str, str | None]] = set()
-        upstream = self._ensure(registry_id, name, image_ids)
+        upstream = self._ensure(registry_id, name, image_ids, permit)
         with self.meta.read() as tx:
             if upstream and tx.get_repository(registry_id, name) is None:
                 raise next(iter(upstream.values()))  # nothing cached and no upstream answer
@@ -750,6 +766,7 @@ class ImageService:
         *,
         pull: bool = False,
         principal: str | None = None,
+        permit: Permit | None = None,
     ) -> ImageRecord:
         """The image a tag or digest names (a /v2 pull), in one read (the store's joined
         lookup): it is the hottest path of a pull. With ``pull`` the pull's time is recorded
@@ -757,7 +774,7 @@ class ImageService:
         Raises RepositoryNotFound, ImageNotFound, ImageArchived, and what the source raises
         (see :meth:`may_fetch`: then this must not run on the event loop)."""
         if self.source is not None:
-            failed = self._ensure(registry_id, name, [reference])
+            failed = self._ensure(registry_id, name, [reference], permit)
             if failed:
                 raise failed[0]
         with self.meta.read() as tx:

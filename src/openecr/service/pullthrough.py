@@ -36,7 +36,7 @@ from openecr.domain import mediatypes as mt
 from openecr.domain.creation_templates import AppliedFor
 from openecr.domain.digest import Digest
 from openecr.domain.manifest import parse_manifest
-from openecr.domain.model import BlobInfo, FailureCode, ImageId
+from openecr.domain.model import BlobInfo, FailureCode, ImageId, Repository
 from openecr.domain.pullthrough import (
     ROOT,
     UPSTREAM_KINDS,
@@ -54,13 +54,14 @@ from openecr.errors import (
     ManifestInvalid,
     PullThroughCacheRuleAlreadyExists,
     PullThroughCacheRuleNotFound,
+    PushToPullThroughCache,
     RepositoryAlreadyExists,
     SecretNotFound,
     UnableToGetUpstreamImage,
     UnableToGetUpstreamLayer,
     UnsupportedUpstreamRegistry,
 )
-from openecr.ports.metadata import MetadataStore
+from openecr.ports.metadata import MetadataStore, Transaction
 from openecr.ports.upstream import (
     UpstreamBlob,
     UpstreamEndpoint,
@@ -323,19 +324,25 @@ class PullThroughService:
         with self._lock:
             self._rules.pop(registry_id, None)
 
-    def rules(self, registry_id: str, *, fresh: bool = False) -> list[PullThroughRule]:
+    def rules(
+        self, registry_id: str, *, fresh: bool = False, tx: Transaction | None = None
+    ) -> list[PullThroughRule]:
         """The registry's rules; without ``fresh`` possibly as they were up to
-        :data:`RULES_CACHE_SECONDS` ago (in another process's view)."""
+        :data:`RULES_CACHE_SECONDS` ago (in another process's view). Read through ``tx``
+        when given (the caller's transaction), else in a read transaction of their own."""
         now = self.monotonic()
         if not fresh:
             with self._lock:
                 cached = self._rules.get(registry_id)
             if cached is not None and now - cached[0] < RULES_CACHE_SECONDS:
                 return cached[1]
-        with self.meta.read() as tx:
-            found = [
-                PullThroughRule.from_json(body) for _, body in tx.list_documents(registry_id, KIND)
-            ]
+        if tx is not None:
+            found = [PullThroughRule.from_json(b) for _, b in tx.list_documents(registry_id, KIND)]
+        else:
+            with self.meta.read() as own:
+                found = [
+                    PullThroughRule.from_json(b) for _, b in own.list_documents(registry_id, KIND)
+                ]
         with self._lock:
             self._rules[registry_id] = (now, found)
         return found
@@ -391,11 +398,15 @@ class PullThroughService:
             doc.setdefault("checked", {})[tag] = now
             tx.put_repository_document(repo.id, STATE, json.dumps(doc, sort_keys=True))
 
-    def ensure_image(self, registry_id: str, name: str, image_id: ImageId) -> None:
+    def ensure_image(
+        self, registry_id: str, name: str, image_id: ImageId, permit: Permit | None = None
+    ) -> None:
         """Make a pull of ``image_id`` from ``name`` find what the upstream has, if a rule
         covers ``name``: fetch the image when it is not stored, re-check a cached tag that is
         due. Raises UnableToGetUpstreamImage when the upstream cannot answer and nothing is cached
-        (SecretNotFound when the rule's secret is gone); never when a cached copy exists."""
+        (SecretNotFound when the rule's secret is gone); never when a cached copy exists.
+        Before it imports anything, ``permit`` must let the caller (AccessDenied): see
+        :meth:`_permit_import`."""
         found = match_rule(self.rules(registry_id, fresh=True), name)
         if found is None or (image_id.tag is None and image_id.digest is None):
             return
@@ -417,6 +428,7 @@ class PullThroughService:
                     if digest == cached.digest:
                         self._mark_checked(registry_id, name, reference)
                         return
+                self._permit_import(registry_id, name, permit)
                 self._fetch(client, registry_id, name, upstream_repo, reference, tag)
             except UpstreamFailure as failure:
                 if cached is not None:
@@ -447,12 +459,34 @@ class PullThroughService:
                 self._mark_checked(registry_id, name, tag)
 
     def _create_repository(self, registry_id: str, name: str) -> None:
+        """Make ``name`` a pull-through cache repository: create it (with the
+        PULL_THROUGH_CACHE template) when missing, and mark it as the cache's (its ``STATE``
+        document), so it stays one when the rule is deleted."""
         with self.meta.read() as tx:
-            if tx.get_repository(registry_id, name) is not None:
+            repo = tx.get_repository(registry_id, name)
+            if repo is not None and tx.get_repository_document(repo.id, STATE) is not None:
                 return
-        spec = self.templates.apply(registry_id, name, AppliedFor.PULL_THROUGH_CACHE)
-        with contextlib.suppress(RepositoryAlreadyExists):  # a concurrent pull created it
-            self.repositories.create(registry_id, spec)
+        if repo is None:
+            spec = self.templates.apply(registry_id, name, AppliedFor.PULL_THROUGH_CACHE)
+            with contextlib.suppress(RepositoryAlreadyExists):  # a concurrent pull created it
+                self.repositories.create(registry_id, spec)
+        found = match_rule(self.rules(registry_id), name)
+        with self.meta.write() as tx:
+            repo = tx.get_repository(registry_id, name)
+            if repo is None or tx.get_repository_document(repo.id, STATE) is not None:
+                return
+            doc: dict[str, object] = {"rule": found[0].prefix if found else None, "checked": {}}
+            tx.put_repository_document(repo.id, STATE, json.dumps(doc, sort_keys=True))
+
+    def check_push(self, tx: Transaction, repo: Repository) -> None:
+        """Raises PushToPullThroughCache when ``repo`` is a pull-through cache repository: one
+        a rule covers, or one the cache has written to (marked: deleting the rule does not
+        open it to pushes). Only the cache's own writes go there."""
+        rules = self.rules(repo.registry_id, tx=tx)
+        if match_rule(rules, repo.name) is not None or (
+            tx.get_repository_document(repo.id, STATE) is not None
+        ):
+            raise PushToPullThroughCache(repo.name, account_of(repo.registry_id))
 
     def _download(
         self, client: UpstreamRegistry, upstream_repo: str, reference: str
@@ -514,6 +548,7 @@ class PullThroughService:
             idempotent=True,
             algorithm=algorithm,
             lenient=True,  # layers come when they are pulled (ensure_blob)
+            cache=True,  # the cache's own write into its repository
         )
 
     def _claim(self, key: tuple[str, str, str]) -> threading.Event:

@@ -6,6 +6,7 @@ AWS JSON protocol sends them. Empty optional members are omitted, as ECR does.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from openecr.domain.model import ExclusionFilter, ImageFailure, ImageId, Reposit
 from openecr.domain.registries import account_of
 from openecr.errors import AccessDenied, InvalidLayer, InvalidParameter, RepositoryNotFound
 from openecr.service.blobs import PART_SIZE
+from openecr.service.common import Permit
 from openecr.service.images import image_status
 from openecr.service.registry import Caller, Registry
 from openecr.service.repositories import NewRepository
@@ -56,29 +58,42 @@ class Call:
         """The request's region (its SigV4 credential scope's), else the default region."""
         return self.caller.region or self.registry.settings.region
 
-    def authorize(self, key: str, account: str, name: str) -> None:
+    def authorize(self, key: str, account: str, name: str, action: str | None = None) -> None:
         """Raises AccessDenied unless the policies of registry ``key`` (``account``'s) let the
-        caller perform this operation on repository ``name`` (``*``: registry actions)."""
+        caller perform this operation (or ``action``) on repository ``name`` (``*``: registry
+        actions)."""
         verdict = self.registry.policies.decide(
             key,
             self.caller.arn,
-            f"ecr:{self.operation}",
+            f"ecr:{action or self.operation}",
             self.resource_arn(account, name),
             name,
             region=self.region,
             secure=self.caller.scheme == "https",
         )
         if not verdict.allowed:
-            raise self.denied(account, name, explicit=verdict.explicit_deny)
+            raise self.denied(account, name, explicit=verdict.explicit_deny, action=action)
+
+    def permit(self, name: str) -> Permit | None:
+        """The caller's right to further ECR actions on repository ``name`` (what a
+        pull-through cache needs to import), decided as this operation was; None when the
+        server does not authenticate."""
+        if not self.registry.settings.authenticate:
+            return None
+        account = str(self.params.get("registryId") or self.caller.account)
+        key = self.registry.settings.registry_key(account, self.region)
+        return functools.partial(self.authorize, key, account, name)
 
     def resource_arn(self, account: str, name: str) -> str:
         return f"arn:aws:ecr:{self.region}:{account}:repository/{name}"
 
-    def denied(self, account: str, name: str, *, explicit: bool = False) -> AccessDenied:
+    def denied(
+        self, account: str, name: str, *, explicit: bool = False, action: str | None = None
+    ) -> AccessDenied:
         return AccessDenied(
             denial_message(
                 self.caller.arn,
-                f"ecr:{self.operation}",
+                f"ecr:{action or self.operation}",
                 self.resource_arn(account, name),
                 explicit=explicit,
             )
@@ -285,6 +300,7 @@ def batch_get_image(call: Call) -> Doc:
         [_image_id(i) for i in p["imageIds"]],
         p.get("acceptedMediaTypes"),
         call.caller.arn,
+        call.permit(name),
     )
     repo = result.repository
     registry_id = account_of(repo.registry_id)
@@ -478,7 +494,7 @@ def get_download_url_for_layer(call: Call) -> Doc:
     p = call.params
     name = p["repositoryName"]
     registry_id = call.registry_id(name)
-    blob = call.registry.blobs.find(registry_id, name, p["layerDigest"])
+    blob = call.registry.blobs.find(registry_id, name, p["layerDigest"], call.permit(name))
     digest = Digest(blob.digest)
     url = call.registry.blobs.presigned_url(digest, DOWNLOAD_URL_SECONDS)
     if url is None:  # served by this registry, at a signed path

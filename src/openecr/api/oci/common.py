@@ -16,11 +16,13 @@ from openecr.domain import names
 from openecr.domain.creation_templates import AppliedFor
 from openecr.domain.digest import Digest
 from openecr.domain.iam_policy import root_arn
+from openecr.domain.registries import account_of
 from openecr.errors import (
     AccessDenied,
     DigestInvalid,
     InvalidParameter,
     PaginationInvalid,
+    PushToPullThroughCache,
     RepositoryAlreadyExists,
     RepositoryNotFound,
 )
@@ -101,6 +103,9 @@ class Context:
         except RepositoryNotFound:
             if not self.registry.settings.create_on_push:
                 raise
+            if self.registry.images.may_fetch(registry_id, name):
+                # a pull-through cache rule covers the name: only the cache creates it
+                raise PushToPullThroughCache(name, account_of(registry_id)) from None
         await anyio.to_thread.run_sync(self._create, registry_id, name)
         return await anyio.to_thread.run_sync(call)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import anyio.to_thread
 from starlette.responses import Response
 
@@ -69,7 +71,12 @@ async def get(ctx: Context, name: str, reference: str) -> Response:
     if images.may_fetch(registry_id, name):  # a pull-through cache may ask its upstream
         record = await anyio.to_thread.run_sync(
             lambda: images.lookup(
-                registry_id, name, reference_id, pull=pull, principal=ctx.principal
+                registry_id,
+                name,
+                reference_id,
+                pull=pull,
+                principal=ctx.principal,
+                permit=functools.partial(ctx.permit, name),
             )
         )
     else:
