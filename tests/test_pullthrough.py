@@ -577,7 +577,9 @@ def test_importing_needs_batch_import_upstream_image(
     config, layer = (
         d["digest"] for d in [json.loads(manifest)["config"], *json.loads(manifest)["layers"]]
     )
-    mirror = make_server("--credentials", str(credentials_file(tmp_path)))
+    mirror = make_server(
+        "--credentials", str(credentials_file(tmp_path)), "--pull-through-ttl", "0"
+    )
     owner, alice = as_(mirror, A_ROOT), as_(mirror, ALICE)
     rule(owner, "up", f"http://127.0.0.1:{upstream.port}")
     name = "up/lib/app"
@@ -630,9 +632,14 @@ def test_importing_needs_batch_import_upstream_image(
         alice.get_download_url_for_layer, repositoryName=name, layerDigest=config
     )
     assert message == denied(ALICE, "BatchImportUpstreamImage", name, explicit=True)
-    # what is cached is served without the right to import
+    # what is cached is served without the right to import, a tag that moved upstream too
     assert v2.get(f"/v2/{name}/manifests/v1").content == manifest
     assert v2.get(f"/v2/{name}/blobs/{layer}").status_code == 200
+    moved, _ = push(source, "lib/app", "v1")
+    got = alice.batch_get_image(repositoryName=name, imageIds=[{"imageTag": "v1"}])
+    assert got["images"][0]["imageManifest"].encode() == manifest
+    got = owner.batch_get_image(repositoryName=name, imageIds=[{"imageTag": "v1"}])
+    assert got["images"][0]["imageId"]["imageDigest"] == moved
     owner.delete_registry_policy()
     assert v2.get(f"/v2/{name}/blobs/{config}").status_code == 200
     v2.close()

@@ -48,6 +48,7 @@ from openecr.domain.pullthrough import (
 )
 from openecr.domain.registries import account_of
 from openecr.errors import (
+    AccessDenied,
     InvalidLayer,
     InvalidParameter,
     LimitExceeded,
@@ -428,7 +429,12 @@ class PullThroughService:
                     if digest == cached.digest:
                         self._mark_checked(registry_id, name, reference)
                         return
-                self._permit_import(registry_id, name, permit)
+                    try:
+                        self._permit_import(registry_id, name, permit)
+                    except AccessDenied:
+                        return  # this caller may not refresh it: the cached copy is served
+                else:
+                    self._permit_import(registry_id, name, permit)
                 self._fetch(client, registry_id, name, upstream_repo, reference, tag)
             except UpstreamFailure as failure:
                 if cached is not None:
