@@ -284,6 +284,7 @@ def build_runtime(config: Config) -> Runtime:
         peers=PeerDirectory(peers, config.replication_chunk),
         lease_seconds=config.replication_lease,
     )
+    images.on_push_write(replication.enqueue)  # queued in the push's own transaction
     images.on_push(replication.on_push)
     scanning = ScanningService(
         metadata,

@@ -224,6 +224,8 @@ class PutResult:
 
 
 PushListener = Callable[[PutResult], None]
+# Writes what must commit with a push (replication's queue), inside its write transaction.
+PushWriter = Callable[[Transaction, PutResult], None]
 # Adds what other services know of described images (their last scan) to DescribeImages' views,
 # inside its read transaction.
 DescribeAnnotator = Callable[[Transaction, Repository, list[ImageView]], list[ImageView]]
@@ -309,6 +311,7 @@ class ImageService:
         self.converter = converter
         self.pulls = pulls
         self.push_listeners: list[PushListener] = []
+        self.push_writers: list[PushWriter] = []
         self.describe_annotators: list[DescribeAnnotator] = []
         self.source: ImageSource | None = None
 
@@ -347,6 +350,14 @@ class ImageService:
         the transaction and in the pushing thread: it must be quick (enqueue work, do not do
         it). A listener's exception is logged and does not fail the push."""
         self.push_listeners.append(listener)
+
+    def on_push_write(self, writer: PushWriter) -> None:
+        """Call ``writer`` inside every push's write transaction (PutImage, /v2 manifest PUT,
+        and what stores through them: pull-through caching, image import), after the image
+        and tag are written and before the commit: what it writes commits with the push or
+        not at all (a crash cannot keep one without the other). It must only write through
+        the transaction; an exception fails the push (nothing is stored)."""
+        self.push_writers.append(writer)
 
     def on_describe(self, annotator: DescribeAnnotator) -> None:
         """Let ``annotator`` complete the views DescribeImages returns (it reads through the
@@ -444,6 +455,8 @@ class ImageService:
             if retagged and tag is not None:
                 tx.set_tag(repo.id, tag, manifest.digest, self.clock())
             result = PutResult(repo, record, tag, changed=existing is None or retagged)
+            for writer in self.push_writers:
+                writer(tx, result)
         return self._pushed(result)
 
     def _insert(

@@ -270,42 +270,44 @@ class ReplicationService:
         statuses = [DestinationStatus.from_doc(doc[k]) for k in sorted(doc)]
         return StatusReport(repo, digest, image_id.tag, statuses)
 
-    # --- the push hook: enqueue ---------------------------------------------------------------
+    # --- the push hooks: enqueue in the push's transaction, then wake the worker -----------
 
-    def on_push(self, result: PutResult) -> None:
-        """ImageService's push listener: queue the image for each destination whose rule
-        covers its repository."""
+    def enqueue(self, tx: Transaction, result: PutResult) -> None:
+        """ImageService's push writer: inside the push's transaction, queue the image for each
+        destination whose rule covers its repository (the tasks commit with the image, or
+        neither does)."""
         if not result.changed:
             return
         repo, image = result.repository, result.image
-        with self.meta.read() as tx:
-            destinations = self.configuration(repo.registry_id, tx).destinations_for(repo.name)
-        if not destinations:
-            return
+        destinations = self.configuration(repo.registry_id, tx).destinations_for(repo.name)
         now = self.clock()
-        with self.meta.write() as tx:
-            for i, destination in enumerate(destinations):
-                key = f"{time.time_ns():020d}-{i:03d}-{uuid.uuid4().hex[:8]}"
-                task = Task(
-                    key,
-                    repo.registry_id,
-                    repo.name,
-                    repo.id,
-                    image.digest,
-                    result.tag,
-                    destination,
-                    not_before=now,
-                )
-                tx.put_document(QUEUE, TASK_KIND, key, task.to_json())
-                _set_status(
-                    tx,
-                    repo.registry_id,
-                    repo.id,
-                    image.digest,
-                    DestinationStatus(destination, Status.IN_PROGRESS),
-                    +1,
-                )
-        self._wake.set()
+        for i, destination in enumerate(destinations):
+            key = f"{time.time_ns():020d}-{i:03d}-{uuid.uuid4().hex[:8]}"
+            task = Task(
+                key,
+                repo.registry_id,
+                repo.name,
+                repo.id,
+                image.digest,
+                result.tag,
+                destination,
+                not_before=now,
+            )
+            tx.put_document(QUEUE, TASK_KIND, key, task.to_json())
+            _set_status(
+                tx,
+                repo.registry_id,
+                repo.id,
+                image.digest,
+                DestinationStatus(destination, Status.IN_PROGRESS),
+                +1,
+            )
+
+    def on_push(self, result: PutResult) -> None:
+        """ImageService's push listener (after the commit): wake the worker for what
+        :meth:`enqueue` queued."""
+        if result.changed:
+            self._wake.set()
 
     # --- the worker ---------------------------------------------------------------------------
 
