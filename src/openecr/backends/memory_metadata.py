@@ -332,13 +332,16 @@ class MemoryTransaction:
         changes: dict[str, object] = {"storage_class": storage_class, when: _instant(at)}
         self._own(repo_id).images[digest] = replace(found, **changes)  # type: ignore[arg-type]
 
-    def record_pulls(self, pulls: Sequence[tuple[int, str, datetime]]) -> None:
+    def record_pulls(
+        self, pulls: Sequence[tuple[int, str, datetime]]
+    ) -> Sequence[tuple[int, str, datetime]]:
         for repo_id, digest, at in pulls:
             found = self._rows(repo_id).images.get(digest)
             if found is None:
                 continue
             if found.last_pulled_at is None or found.last_pulled_at < at:
                 self._own(repo_id).images[digest] = replace(found, last_pulled_at=_instant(at))
+        return []
 
     def images_referencing(self, repo_id: int, digest: str) -> list[str]:
         return sorted(parent for parent, child in self._rows(repo_id).refs if child == digest)

@@ -127,9 +127,13 @@ class Transaction(Protocol):
         archival."""
         ...
 
-    def record_pulls(self, pulls: Sequence[tuple[int, str, datetime]]) -> None:
+    def record_pulls(
+        self, pulls: Sequence[tuple[int, str, datetime]]
+    ) -> Sequence[tuple[int, str, datetime]]:
         """For each (repository id, digest, time), make the image's last pull time that time
-        unless it already records a later one; absent images are ignored."""
+        unless it already records a later one; absent images are ignored. Never waits for a
+        lock another transaction holds on an image: returns the pulls of the images it skipped
+        for that (PostgreSQL), which the caller writes again later."""
         ...
 
     def images_referencing(self, repo_id: int, digest: str) -> list[str]:

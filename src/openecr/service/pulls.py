@@ -11,6 +11,8 @@ window every ``interval``.
 So a recorded time is that of the first pull of a window, at most ``interval`` before the last.
 Notes not yet written when the process dies are lost; :meth:`PullRecorder.close` writes them at
 shutdown.
+The writer never waits for a lock a client's write holds (PostgreSQL): images it cannot lock at
+once are written at the next flush, so it cannot deadlock with pushes, deletes or other replicas.
 
 A pull is noted with the registry and the principal that pulled; the writer drops the notes of
 principals on the registry's pull-time update exclusion list (``excluded``, asked once per
@@ -110,13 +112,16 @@ class PullRecorder:
                 return 0
             try:
                 with self.meta.write() as tx:
-                    tx.record_pulls([(r, d, at) for (r, d), at in due.items()])
+                    busy = tx.record_pulls([(r, d, at) for (r, d), at in due.items()])
             except Exception:  # the store is failing: keep the times for the next try
                 log.exception("recording %d pull times failed", len(due))
                 for (repo_id, digest), at in due.items():
                     self._queue.append((("", None, repo_id), {digest}, at))
                 return 0
-            return len(due)
+            # images another transaction held (it never waits for them): the next flush
+            for repo_id, digest, at in busy:
+                self._queue.append((("", None, repo_id), {digest}, at))
+            return len(due) - len(busy)
 
     def _take(self) -> list[tuple[Who, set[str], datetime]]:
         """What pulls noted since the last take."""

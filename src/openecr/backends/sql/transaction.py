@@ -6,7 +6,18 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -71,6 +82,15 @@ RECORD_PULL = (
     )
     .values(last_pulled_at=bindparam("at"))
 )
+RECORD_PULL_BY_ID = (
+    update(images)
+    .where(
+        _c.id == bindparam("image_id"),
+        (_c.last_pulled_at.is_(None)) | (_c.last_pulled_at < bindparam("at")),
+    )
+    .values(last_pulled_at=bindparam("at"))
+)
+PULL_CHUNK = 1000  # images per row-value IN list (PostgreSQL takes at most 65535 parameters)
 
 
 def _upload_from(row: Any) -> UploadSession:
@@ -385,14 +405,51 @@ class SqlTransaction:
             )
         )
 
-    def record_pulls(self, pulls: Sequence[tuple[int, str, datetime]]) -> None:
+    def record_pulls(
+        self, pulls: Sequence[tuple[int, str, datetime]]
+    ) -> list[tuple[int, str, datetime]]:
         if not pulls:
-            return
-        # one statement run once per image (executemany): the writer holds the GIL briefly
-        self.conn.execute(
-            RECORD_PULL,
-            [{"repo_id": r, "image_digest": d, "at": ts(at)} for r, d, at in pulls],
-        )
+            return []
+        if not self.locking:  # SQLite: the transaction has the whole database
+            # one statement run once per image (executemany): the writer holds the GIL briefly
+            self.conn.execute(
+                RECORD_PULL,
+                [{"repo_id": r, "image_digest": d, "at": ts(at)} for r, d, at in pulls],
+            )
+            return []
+        # PostgreSQL: lock the images' rows that no other transaction holds (in id order) and
+        # skip the others, so this never waits for a lock and no write can deadlock with it
+        wanted: dict[tuple[int, str], datetime] = {}
+        for repo_id, digest, at in pulls:
+            key = (repo_id, digest)
+            if key not in wanted or wanted[key] < at:
+                wanted[key] = at
+        keys = list(wanted)
+        held: dict[tuple[int, str], int] = {}
+        busy: list[tuple[int, str, datetime]] = []
+        for start in range(0, len(keys), PULL_CHUNK):
+            chunk = keys[start : start + PULL_CHUNK]
+            named = tuple_(_c.repository_id, _c.digest).in_(chunk)
+            rows = self.conn.execute(
+                select(_c.id, _c.repository_id, _c.digest)
+                .where(named)
+                .order_by(_c.id)
+                .with_for_update(skip_locked=True, key_share=True)
+            ).all()
+            held.update(((r.repository_id, r.digest), r.id) for r in rows)
+            if len(rows) < len(chunk):  # absent (ignored) or held by another transaction
+                stored = self.conn.execute(select(_c.repository_id, _c.digest).where(named))
+                busy.extend(
+                    (r.repository_id, r.digest, wanted[(r.repository_id, r.digest)])
+                    for r in stored
+                    if (r.repository_id, r.digest) not in held
+                )
+        if held:
+            self.conn.execute(
+                RECORD_PULL_BY_ID,
+                [{"image_id": i, "at": ts(wanted[key])} for key, i in sorted(held.items())],
+            )
+        return busy
 
     def images_referencing(self, repo_id: int, digest: str) -> list[str]:
         self._lock_repository(repo_id)
