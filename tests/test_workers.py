@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import signal
+import ssl
 import subprocess
 import time
 import uuid
@@ -111,18 +112,23 @@ def answered_by(server: ProcessServer, response: httpx.Response) -> int:
     return pid
 
 
-def connection_to_each_worker(server: ProcessServer) -> dict[int, httpx.Client]:
-    """One open connection (an httpx client) to each of the two workers, by worker PID: new
-    connections are opened until every worker has accepted one (a worker still starting
-    accepts none)."""
+def connection_to_each_worker(
+    server: ProcessServer, verify: ssl.SSLContext | bool = True
+) -> dict[int, httpx.Client]:
+    """One open connection (an httpx client, ``verify`` for HTTPS) to each of the two workers,
+    by worker PID: new connections are opened until every worker has accepted one (a worker
+    still starting accepts none)."""
+    deadline = time.monotonic() + 60
     pids = worker_pids(server)
+    while len(pids) < 2 and time.monotonic() < deadline:  # the second may still be starting
+        time.sleep(0.1)
+        pids = worker_pids(server)
     assert len(pids) == 2
     chosen: dict[int, httpx.Client] = {}
-    deadline = time.monotonic() + 60
     try:
         while len(chosen) < len(pids):
             assert time.monotonic() < deadline, f"of {pids}, only {sorted(chosen)} answered"
-            client = httpx.Client(base_url=server.endpoint, timeout=30)
+            client = httpx.Client(base_url=server.endpoint, timeout=30, verify=verify)
             try:
                 response = client.get("/openecr/health")
                 assert response.status_code == 200

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import anyio.to_thread
 import orjson
@@ -84,6 +84,13 @@ def _principal_of(authorization: bytes) -> str:
     return rest.partition(b"/")[0][:128].decode("latin-1") or "-"
 
 
+def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int:
+    for name, value in headers:
+        if name.lower() == b"content-length" and value.isdigit():
+            return int(value)
+    return 0
+
+
 class Observed:
     """``app`` with the operator's endpoints in front and every request measured and logged.
 
@@ -143,8 +150,8 @@ class Observed:
         path = scope["path"]
         found = self.endpoints.get(path)
         app: Endpoint = self.app if found is None else found[1]
-        # status, response body bytes, request body bytes, recorded
-        state = [0, 0, 0, 0]
+        # status, response body bytes, request body bytes, recorded, declared length
+        state = [0, 0, 0, 0, 0]
 
         async def counting_receive() -> Message:
             message = await receive()
@@ -163,6 +170,12 @@ class Observed:
                     self._record(scope, path, found, state, time.perf_counter() - start)
             elif kind == "http.response.start":
                 state[0] = message["status"]
+                if scope.get("extensions"):  # a pathsend sends a whole file of this length
+                    state[4] = _content_length(message.get("headers", ()))
+            elif kind == "http.response.pathsend":
+                state[1] += state[4]
+                state[3] = 1
+                self._record(scope, path, found, state, time.perf_counter() - start)
             await send(message)
 
         try:
@@ -208,7 +221,7 @@ class Observed:
             api, operation = "ops", "Health"
         else:
             api, operation = "other", "Unknown"
-        status, bytes_out, bytes_in, _ = state
+        status, bytes_out, bytes_in = state[:3]
         self.metrics.request(api, operation, status, seconds, bytes_in, bytes_out)
         if self.access_log == "off":
             return

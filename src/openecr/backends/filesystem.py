@@ -371,3 +371,7 @@ class FilesystemBlobDriver:
 
     def download_url(self, digest: Digest, expires_in: int) -> str | None:
         return None
+
+    def local_path(self, digest: Digest) -> str | None:
+        path = self._path(digest)
+        return str(path) if path.is_file() else None

@@ -181,3 +181,6 @@ class MemoryBlobDriver:
 
     def download_url(self, digest: Digest, expires_in: int) -> str | None:
         return None
+
+    def local_path(self, digest: Digest) -> str | None:
+        return None

@@ -593,6 +593,9 @@ class S3BlobDriver:
         self._delete_keys([aside])
         return not refreshed
 
+    def local_path(self, digest: Digest) -> str | None:
+        return None
+
     def download_url(self, digest: Digest, expires_in: int) -> str | None:
         url: str = _call(
             lambda: self.client.generate_presigned_url(

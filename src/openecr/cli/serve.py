@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
+SERVERS = ("uvicorn", "granian")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +96,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         help="server processes sharing the port, e.g. one per core (1)",
+    )
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        help="the HTTP server: uvicorn (the default) or granian (Rust; sends whole blobs "
+        "without reading them into Python)",
     )
     parser.add_argument(
         "--log-level",
@@ -221,6 +228,12 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         print(f"openecr: --port must be 0 to 65535, not {args.port}", file=sys.stderr)
         return 2
+    server = getattr(args, "server", None) or os.environ.get("OPENECR_SERVER") or "uvicorn"
+    if server not in SERVERS:
+        print(
+            f"openecr: OPENECR_SERVER must be uvicorn or granian, not {server!r}", file=sys.stderr
+        )
+        return 2
     # imported once the configuration is known to be good: a bad one is refused at once
     import uvicorn
 
@@ -228,6 +241,8 @@ def run(args: argparse.Namespace) -> int:
 
     setup_logging(config)
     try:
+        if server == "granian":
+            return _run_granian(config, args.host, args.port)
         if config.workers > 1:
             return _run_workers(config, args.host, args.port)
         runtime = build_runtime(config)
@@ -291,7 +306,7 @@ def _hide_password(url: str) -> str:
     return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", url)
 
 
-def banner(config: Config, host: str, port: int) -> str:
+def banner(config: Config, host: str, port: int, server: str = "uvicorn") -> str:
     """What a starting server says about itself: where, on what data, as whom."""
     from openecr import __version__
 
@@ -302,28 +317,75 @@ def banner(config: Config, host: str, port: int) -> str:
         f"{config.data_dir.absolute()}, "
         f"metadata {_hide_password(config.metadata_url)}, blobs {config.blob_store_url}, account "
         f"{config.account_id}, region {config.region}, authentication {auth}, "
-        f"{config.workers} worker(s), access log {config.access_log}; health at /healthz and "
-        "/readyz, metrics at /metrics"
+        f"{config.workers} {server} worker(s), access log {config.access_log}; health at "
+        "/healthz and /readyz, metrics at /metrics"
     )
 
 
-def _run_workers(config: Config, host: str, port: int) -> int:
-    import uvicorn
-
+def _prepare_workers(config: Config, host: str, port: int, server: str = "uvicorn") -> str:
+    """What a supervisor does before its worker processes start: make the data directory,
+    the schema and the key files once (N workers starting together then only find them),
+    export the configuration for :func:`worker_app`, and return the directory where each
+    worker counts its metrics (each /metrics sums them all; the caller removes it)."""
     from openecr.bootstrap import build_runtime
 
-    logging.getLogger("openecr").info("%s", banner(config, host, port))
-    # the data directory, the schema and the key files, made here once: N workers starting
-    # together then only find them
+    logging.getLogger("openecr").info("%s", banner(config, host, port, server))
     build_runtime(config).close()
     for name, value in config.environ().items():
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
-    # each worker counts its metrics in files here, and each /metrics sums them all
     metrics_dir = tempfile.mkdtemp(prefix="openecr-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    return metrics_dir
+
+
+def _run_granian(config: Config, host: str, port: int) -> int:
+    """granian's supervisor and ``config.workers`` worker processes (each builds its own
+    runtime, as with uvicorn's workers). granian implements ``http.response.pathsend``, so
+    whole blobs go from file to socket in Rust. On SIGINT or SIGTERM the workers stop
+    accepting, finish what is in flight (up to GRACEFUL_SHUTDOWN_SECONDS) and close their
+    runtimes."""
+    from granian.constants import Interfaces, SSLProtocols
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    metrics_dir = _prepare_workers(config, host, port, "granian")
+    level = "debug" if config.log_level == "trace" else config.log_level
+    tls: dict[str, Any] = {}
+    if config.tls_cert is not None and config.tls_key is not None:
+        tls = {
+            "ssl_cert": config.tls_cert,
+            "ssl_key": config.tls_key,
+            "ssl_protocol_min": SSLProtocols.tls12,
+        }
+    server = Server(
+        f"{__name__}:worker_app",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=config.workers,
+        factory=True,
+        log_level=LogLevels(level),
+        log_access=False,  # openecr writes its own (openecr.api.observe)
+        workers_kill_timeout=GRACEFUL_SHUTDOWN_SECONDS,
+        **tls,
+    )
+    # fresh interpreters, as uvicorn's workers: a forked one would inherit this process's
+    # prometheus_client, set up before PROMETHEUS_MULTIPROC_DIR was
+    multiprocessing.set_start_method("spawn", force=True)
+    try:
+        server.serve()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _run_workers(config: Config, host: str, port: int) -> int:
+    import uvicorn
+
+    metrics_dir = _prepare_workers(config, host, port)
     try:
         uvicorn.run(
             f"{__name__}:worker_app",

@@ -143,3 +143,9 @@ class BlobDriver(Protocol):
         """A URL a client can fetch the blob from directly for ``expires_in`` seconds (a
         presigned object-store URL), or None when the driver has none to offer."""
         ...
+
+    def local_path(self, digest: Digest) -> str | None:
+        """The path of the committed blob's file on this machine, which a server may send
+        without reading it into Python (zero-copy); None when the driver keeps no such file
+        or the blob is absent. The file is complete and immutable while it exists."""
+        ...

@@ -471,6 +471,11 @@ class BlobService:
         digest = Digest(blob.digest)
         return BlobContent(blob, start, end, self.blobs.open(digest, start, end - start))
 
+    def local_path(self, blob: BlobInfo) -> str | None:
+        """The file a server may send as the whole of ``blob`` without reading it (see
+        ``BlobDriver.local_path``), when the store keeps one."""
+        return self.blobs.local_path(Digest(blob.digest))
+
     def unlink(self, registry_id: str, name: str, digest: Digest) -> None:
         """Remove a blob from a repository; its bytes stay for the repositories that still
         hold it. Raises RepositoryNotFound, BlobNotFound."""

@@ -143,3 +143,6 @@ class BlobStore:
 
     def download_url(self, digest: Digest, expires_in: int) -> str | None:
         return self.driver.download_url(digest, expires_in)
+
+    def local_path(self, digest: Digest) -> str | None:
+        return self.driver.local_path(digest)

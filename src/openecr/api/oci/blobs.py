@@ -4,7 +4,9 @@ Blobs stream from the blob service one piece at a time (2 MiB from the filesyste
 thread hop per piece, so larger pieces cost fewer hops, while each download holds only a few
 pieces in flight). Nothing holds a blob whole in memory. With ``--blob-redirect`` (the default
 with S3) a GET is a 307 to the blob store's presigned URL instead (as distribution does), and
-the client fetches the bytes, ``Range`` included, from the store.
+the client fetches the bytes, ``Range`` included, from the store. Under a server that
+implements ASGI's ``http.response.pathsend`` (``openecr serve --server granian``), a whole
+blob of the filesystem store is handed to the server by path, and never read into Python.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import functools
 
 import anyio.to_thread
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from openecr.api.oci import render
 from openecr.api.oci.common import Context, echo, parse_digest
@@ -95,6 +98,11 @@ async def get(ctx: Context, name: str, value: str) -> Response:
         if url is not None:
             location = {"Location": url, "Docker-Content-Digest": blob.digest}
             return Response(None, 307, location)
+    if span is None and _can_pathsend(ctx):
+        path = ctx.registry.blobs.local_path(blob)
+        if path is not None:
+            headers["Content-Length"] = str(blob.size)
+            return PathResponse(path, headers)
     content = ctx.registry.blobs.read(blob, span)  # raises BlobNotFound up front
     start, end = content.start, content.end
     headers["Content-Length"] = str(end - start)
@@ -115,6 +123,25 @@ def _whole(content: BlobContent) -> Response:
         "Content-Length": str(blob.size),
     }
     return StreamingResponse(content.chunks, 200, headers, media_type=OCTET_STREAM)
+
+
+def _can_pathsend(ctx: Context) -> bool:
+    extensions = ctx.request.scope.get("extensions") or {}
+    return "http.response.pathsend" in extensions
+
+
+class PathResponse(Response):
+    """A whole file sent by the server itself (ASGI's ``http.response.pathsend``, which
+    granian implements): its bytes never pass through Python."""
+
+    def __init__(self, path: str, headers: dict[str, str]) -> None:
+        super().__init__(None, 200, headers, media_type=OCTET_STREAM)
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+        await send(start)
+        await send({"type": "http.response.pathsend", "path": self.path})
 
 
 def _head(status: int, headers: dict[str, str], span: tuple[int, int], size: int) -> Response:

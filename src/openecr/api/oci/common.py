@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -179,14 +180,25 @@ async def body_batches(request: Request) -> AsyncIterator[list[bytes]]:
 async def stream_part(request: Request, part: PartUpload, length: int | None) -> int:
     """Stream the request body onto an upload as one part and return the upload's size.
 
-    Only the disk writes run in worker threads, a batch at a time, so a slow client holds no
-    thread while its bytes trickle in. Any failure (a client gone mid-body included) drops the
-    part whole."""
+    Only the disk writes (and the hashing, which releases the GIL) run in worker threads, a
+    batch at a time, so a slow client holds no thread while its bytes trickle in. The next
+    batch is received while the previous one is hashed and written (at most two batches in
+    memory). Any failure (a client gone mid-body included) drops the part whole."""
+    writing: asyncio.Future[None] | None = None
     try:
         async for batch in body_batches(request):
-            await anyio.to_thread.run_sync(part.write, batch)
+            if writing is not None:
+                await asyncio.shield(writing)  # a cancelled request lets it finish (below)
+            writing = asyncio.ensure_future(anyio.to_thread.run_sync(part.write, batch))
+        if writing is not None:
+            pending, writing = writing, None
+            await asyncio.shield(pending)
         return await anyio.to_thread.run_sync(part.finish, length)
     except BaseException:
         with anyio.CancelScope(shield=True):
+            if writing is not None:  # let the batch in flight land before dropping the part
+                await asyncio.wait({writing})
+                if not writing.cancelled():
+                    writing.exception()  # retrieved: the error that matters is raised below
             await anyio.to_thread.run_sync(part.abort)
         raise
