@@ -146,7 +146,30 @@ def resolve_ids(
         [i.digest for i in wanted if i.tag is None and i.digest is not None],
         every_tag=every_tag,
     )
-    return snapshot, [(i, failure or resolve_id(snapshot, repo, i)) for i, failure in checked]
+    # resolve_id's rules, on the snapshot's maps (a batch of 100 ids is 100 of these)
+    targets, found, tags_by_digest = snapshot.tags, snapshot.images, snapshot.tags_by_digest
+    resolved: list[tuple[ImageId, Lookup | ImageFailure]] = []
+    for image_id, failure in checked:
+        if failure is None:
+            tag, digest = image_id.tag, image_id.digest
+            if tag is not None:
+                target = targets.get(tag)
+                if target is None:
+                    failure = _failure(image_id, FailureCode.IMAGE_NOT_FOUND, REASON_NOT_FOUND)
+                elif digest is not None and digest != target:
+                    failure = _failure(
+                        image_id, FailureCode.IMAGE_TAG_DOES_NOT_MATCH_DIGEST, REASON_MISMATCH
+                    )
+                else:
+                    resolved.append((image_id, Lookup(target, (tag,))))
+                    continue
+            elif digest is not None and digest in found:
+                resolved.append((image_id, Lookup(digest, tags_by_digest.get(digest) or (None,))))
+                continue
+            else:
+                failure = _failure(image_id, FailureCode.IMAGE_NOT_FOUND, REASON_NOT_FOUND)
+        resolved.append((image_id, failure))
+    return snapshot, resolved
 
 
 def resolve_id(tx: ImageReads, repo: Repository, image_id: ImageId) -> Lookup | ImageFailure:
@@ -572,15 +595,16 @@ class ImageService:
                 raise next(iter(upstream.values()))  # nothing cached and no upstream answer
             repo = require_repository(tx, registry_id, name)
             snapshot, resolved = resolve_ids(tx, repo, image_ids)
+        found_images = snapshot.images
         for i, (image_id, found) in enumerate(resolved):
-            if i in upstream and isinstance(found, ImageFailure):
+            if upstream and i in upstream and isinstance(found, ImageFailure):
                 error = upstream[i]
                 found = _failure(image_id, FailureCode(error.failure_code), error.message)
             if isinstance(found, ImageFailure):
                 if found not in failures:
                     failures.append(found)
                 continue
-            record = snapshot.get_image(repo.id, found.digest)
+            record = found_images.get(found.digest)
             if record is None:  # a tag left dangling by a concurrent delete
                 found = _failure(image_id, FailureCode.IMAGE_NOT_FOUND, REASON_NOT_FOUND)
                 if found not in failures:
@@ -592,17 +616,24 @@ class ImageService:
                     failures.append(found)
                 continue
             pulled.append(record.digest)
-            # only a pull by tag alone may convert; with a digest the stored form is served
-            by_tag = image_id.tag is not None and image_id.digest is None
-            served = self._serve(record, accepted, repo.name, image_id.tag, by_tag=by_tag)
+            if accepted is None or record.media_type in accepted:  # the stored form (_serve)
+                served: tuple[bytes, str, str] | None = (
+                    record.manifest,
+                    record.media_type,
+                    record.digest,
+                )
+            else:  # only a pull by tag alone may convert; with a digest the stored form is served
+                by_tag = image_id.tag is not None and image_id.digest is None
+                served = self._serve(record, accepted, repo.name, image_id.tag, by_tag=by_tag)
             if served is None:
                 found = _failure(image_id, FailureCode.IMAGE_NOT_FOUND, REASON_NOT_FOUND)
                 if found not in failures:
                     failures.append(found)
                 continue
             for tag in found.tags:
-                if (record.digest, tag) not in seen:
-                    seen.add((record.digest, tag))
+                key = (record.digest, tag)
+                if key not in seen:
+                    seen.add(key)
                     images.append(ResolvedImage(record, tag, *served))
         if pulled and self.pulls is not None:
             self.pulls.note(repo.id, pulled, registry_id, principal)

@@ -304,11 +304,16 @@ def batch_get_image(call: Call) -> Doc:
     )
     repo = result.repository
     registry_id = account_of(repo.registry_id)
+    name = repo.name
     images = [
         {
             "registryId": registry_id,
-            "repositoryName": repo.name,
-            "imageId": _id_doc(ImageId(r.image.digest, r.tag)),
+            "repositoryName": name,
+            "imageId": (
+                {"imageDigest": r.image.digest}
+                if r.tag is None
+                else {"imageDigest": r.image.digest, "imageTag": r.tag}
+            ),
             "imageManifest": r.manifest.decode("utf-8"),
             "imageManifestMediaType": r.media_type,
         }

@@ -24,9 +24,13 @@ def dt(value: float) -> datetime:
 def repository_from(row: Sequence[Any]) -> Repository:
     """A Repository from a row of ``REPOSITORY_COLUMNS``."""
     id_, registry_id, name, created_at, mutability, filters_json, scan, encryption, kms = row
-    filters = tuple(
-        ExclusionFilter(f["filter"], f.get("filterType", "WILDCARD"))
-        for f in json.loads(filters_json or "[]")
+    filters = (
+        tuple(
+            ExclusionFilter(f["filter"], f.get("filterType", "WILDCARD"))
+            for f in json.loads(filters_json)
+        )
+        if filters_json and filters_json != "[]"
+        else ()
     )
     return Repository(
         id=id_,

@@ -11,7 +11,7 @@ writes to different repositories run in parallel, across replicas too.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -66,13 +66,45 @@ class SqlMetadataStore:
 
             @event.listens_for(engine, "begin")
             def _begin(conn: Connection) -> None:
-                # on the DBAPI connection: exec_driver_sql would cost more than the BEGIN
-                conn.connection.dbapi_connection.execute(begin)  # type: ignore[union-attr]
+                # on the DBAPI connection: exec_driver_sql would cost more than the BEGIN; a
+                # read begun on it already (``_sqlite_read``) is joined
+                dbapi = conn.connection.dbapi_connection
+                if not dbapi.in_transaction:  # type: ignore[union-attr]
+                    dbapi.execute(begin)  # type: ignore[union-attr]
 
         return engine
 
+    def read(self) -> AbstractContextManager[SqlTransaction]:
+        return self._sqlite_read() if self._is_sqlite else self._read()
+
     @contextmanager
-    def read(self) -> Iterator[SqlTransaction]:
+    def _sqlite_read(self) -> Iterator[SqlTransaction]:
+        """A read transaction begun and ended on the DBAPI connection: SQLAlchemy's
+        transaction bookkeeping costs more than a short read (every pull is one). A statement
+        run through SQLAlchemy inside it joins it (the begin hook sees the open transaction)."""
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self._reader.connect()
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        try:
+            dbapi.execute("BEGIN")
+            yield SqlTransaction(conn)
+        except BaseException:
+            conn.close()  # rolls back; a connection that failed goes back to the pool
+            raise
+        if conn.in_transaction():  # SQLAlchemy began one inside: end it, and ours with it
+            conn.rollback()
+        else:
+            dbapi.execute("ROLLBACK")  # a read: nothing to keep
+        if len(self._idle) < self.IDLE_READERS:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[SqlTransaction]:
         with self._unavailable():
             try:
                 conn = self._idle.pop()
