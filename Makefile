@@ -8,7 +8,7 @@ PORT ?= 5000
 DATA_DIR ?= ./.openecr
 
 .PHONY: serve test test-fast lint typecheck install install-runtime clean bench bench-smoke bench-profile \
-	cluster cluster-down cluster-stop
+	bench-scale cluster cluster-down cluster-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,14 @@ cluster-down:
 	$(BIN)/python scripts/localcluster.py down $(CLUSTER_ARGS)
 
 cluster-stop: cluster-down
+
+# Growth (not in `make bench`): 1,000,000 images over 1,000 repositories, bulk-inserted into
+# openecr's metadata store, against a 100-image registry: BatchGetImage and manifest GET p50,
+# load time, database size per image (bench-results/growth.md). `BENCH_ARGS="--images 100000
+# --repositories 100"` runs a smaller one.
+bench-scale: install
+	./scripts/install-test-deps wrk util-linux
+	$(BIN)/python -m bench.growth $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
