@@ -44,7 +44,7 @@ typecheck: install
 	$(BIN)/mypy scripts/localcluster.py
 
 test: install
-	./scripts/install-test-deps skopeo podman docker.io busybox-static wrk hey docker-registry apache2-utils postgresql-15 curl openssl haproxy chromium chromium-driver
+	./scripts/install-test-deps skopeo podman docker.io busybox-static wrk hey docker-registry apache2-utils postgresql-15 curl openssl haproxy chromium chromium-driver amazon-ecr-credential-helper iproute2 util-linux
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/lint-imports

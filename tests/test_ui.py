@@ -246,3 +246,55 @@ def test_with_credentials_the_page_needs_a_key_pair_or_a_registry_password(
     user, _, password = token.partition(":")
     page = get(secured, "/ui/210987654321/", headers=basic(user, password))
     assert page.status_code == 200 and "their/app" in page.text
+
+
+def test_repository_pages_follow_the_policies_the_apis_enforce(secured: Server) -> None:
+    """Visibility by account, as the APIs have it: the registries listed are the caller's own,
+    while a repository's pages ask the policies (ecr:DescribeImages for its images,
+    ecr:BatchGetImage for one image): an explicit Deny hides a repository of one's own account,
+    and a repository policy can open one of another account to the caller."""
+    mine = secured.client(aws_access_key_id="AKIDUIREADER", aws_secret_access_key="ui-secret")
+    theirs = secured.client(aws_access_key_id="AKIDOTHER", aws_secret_access_key="other-secret")
+    me = basic("AKIDUIREADER", "ui-secret")
+    mine.create_repository(repositoryName="mine/denied")
+    theirs.create_repository(repositoryName="their/shared")
+    digest = push(theirs, "their/shared", "v1")
+    other = "210987654321"
+
+    assert get(secured, f"/ui/{ACCOUNT}/mine/denied", headers=me).status_code == 200
+    deny = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                "Action": "ecr:DescribeImages",
+            }
+        ],
+    }
+    mine.set_repository_policy(
+        repositoryName="mine/denied", policyText=json.dumps(deny), force=True
+    )
+    assert get(secured, f"/ui/{ACCOUNT}/mine/denied", headers=me).status_code == 404
+
+    shared = f"/ui/{other}/their/shared"
+    assert get(secured, shared, headers=me).status_code == 404
+    assert get(secured, f"{shared}@{digest}", headers=me).status_code == 404
+    allow = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                "Action": ["ecr:DescribeImages", "ecr:BatchGetImage"],
+            }
+        ],
+    }
+    theirs.set_repository_policy(repositoryName="their/shared", policyText=json.dumps(allow))
+    page = get(secured, shared, headers=me)
+    assert page.status_code == 200 and digest in page.text
+    assert get(secured, f"{shared}@{digest}", headers=me).status_code == 200
+    # the other account's registry itself (its list of repositories) stays its own
+    assert get(secured, f"/ui/{other}/", headers=me).status_code == 404
+    home = get(secured, "/ui/", headers=me)
+    assert f"/ui/{other}/" not in home.text

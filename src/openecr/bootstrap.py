@@ -383,7 +383,8 @@ def build_app(runtime: Runtime) -> ASGIApp:
         )
     regions.load()
     keys = {
-        c.access_key_id: (c.secret_access_key, c.account_id) for c in runtime.config.credentials
+        c.access_key_id: (c.secret_access_key, c.account_id, c.principal_arn)
+        for c in runtime.config.credentials
     }
     page = UiApp(
         runtime.registry,

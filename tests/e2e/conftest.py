@@ -295,6 +295,7 @@ class Docker:
     log: Path = field(init=False)
     daemon_args: list[str] = field(default_factory=list)  # more dockerd options
     daemon_env: dict[str, str] = field(default_factory=dict)  # more dockerd environment
+    wrapper: list[str] = field(default_factory=list)  # a command that execs dockerd (unshare)
 
     def __post_init__(self) -> None:
         self.log = self.root / "dockerd.log"
@@ -315,6 +316,7 @@ class Docker:
     def start(self) -> Docker:
         (self.root / "config").mkdir(parents=True)
         command = [
+            *self.wrapper,
             DOCKERD,
             "--data-root",
             str(self.root / "data"),

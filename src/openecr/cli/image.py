@@ -15,8 +15,12 @@ archive without one (``manifest.json``: each image becomes an OCI manifest over 
 and layer files, so its image ID is kept). Each image is tagged ``T``, else with the tag its
 layout annotation or ``RepoTags`` names. The repository must exist (as for a push).
 
-Both act on the local store (``--data-dir``, ``OPENECR_DATA_DIR``, ``./.openecr``) of the
-default account and region (``--registry-id`` for another account)."""
+Both act on a server when an endpoint is given or configured (``--endpoint-url``,
+``AWS_ENDPOINT_URL_ECR``, ``AWS_ENDPOINT_URL``, a profile's ``endpoint_url``, as for
+``openecr <ecr command>``; see :mod:`openecr.cli.image_remote`), else on the local store
+(``--data-dir``, ``OPENECR_DATA_DIR``, ``./.openecr``) of the default account and region;
+``--registry-id`` names another account. On a terminal, stderr shows a progress bar of the
+bytes written or stored; elsewhere the output is the result lines alone."""
 
 from __future__ import annotations
 
@@ -28,8 +32,11 @@ import sys
 import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
+import httpx
+
+from openecr.cli.progress import Progress, for_stream
 from openecr.config import ConfigError, from_env
 
 if TYPE_CHECKING:
@@ -79,13 +86,88 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--repository-name", required=True, help="the (existing) repository")
     imp.add_argument("--image-tag", help="the tag to give the image (default: the archive's)")
     for sub in (export, imp):
-        sub.add_argument("--data-dir", help="the local store (OPENECR_DATA_DIR, ./.openecr)")
-        sub.add_argument("--registry-id", help="the account (default: the default account)")
+        sub.add_argument(
+            "--data-dir", help="the local store (OPENECR_DATA_DIR, ./.openecr), without a server"
+        )
+        sub.add_argument("--registry-id", help="the account (default: the caller's)")
+        sub.add_argument(
+            "--endpoint-url",
+            help="a server to export from or import into (else AWS_ENDPOINT_URL_ECR, "
+            "AWS_ENDPOINT_URL or the profile's endpoint_url; none: the local store)",
+        )
+        sub.add_argument("--region", help="the region, with a server (else the configured one)")
+        sub.add_argument("--profile", help="the AWS profile of credentials and settings")
+        sub.add_argument("--ca-bundle", help="CA certificates to verify a TLS server with")
+        sub.add_argument(
+            "--no-verify-ssl",
+            dest="verify_ssl",
+            action="store_false",
+            help="do not verify a TLS server's certificate",
+        )
     return parser
+
+
+class ImageStore(Protocol):
+    """Where images are read and written: the local store or a server."""
+
+    def manifest(
+        self, name: str, tag: str | None, digest: str | None
+    ) -> tuple[bytes, str, str]: ...
+    def blob(self, name: str, digest: str) -> Iterator[bytes]: ...
+    def has_blob(self, name: str, digest: str) -> bool: ...
+    def put_blob(self, name: str, digest: str, chunks: Iterator[bytes]) -> None: ...
+    def put_manifest(self, name: str, raw: bytes, media_type: str, tag: str | None) -> str: ...
+    def require_repository(self, name: str) -> None: ...
 
 
 def run(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from openecr.cli import image_remote
+
+    try:
+        endpoint = args.endpoint_url or image_remote.configured(args.profile)
+    except BotoCoreError as error:
+        print(f"openecr: {error}", file=sys.stderr)
+        return 2
+    if endpoint and args.data_dir:
+        print(
+            f"openecr: --data-dir is the local store, but an endpoint is configured ({endpoint})",
+            file=sys.stderr,
+        )
+        return 2
+    progress = for_stream(sys.stderr, "exporting" if args.command == "export" else "importing")
+    try:
+        if endpoint:
+            remote = image_remote.open_remote(
+                endpoint,
+                args.profile,
+                args.region,
+                args.ca_bundle,
+                args.verify_ssl,
+                args.registry_id,
+            )
+            try:
+                return _act(args, remote, progress)
+            finally:
+                remote.close()
+        return _local(args, progress)
+    except (
+        ImageError,
+        image_remote.RemoteError,
+        OSError,
+        tarfile.TarError,
+        ClientError,
+        BotoCoreError,
+        httpx.HTTPError,
+    ) as error:
+        progress.finish()
+        print(f"openecr image {args.command}: {_message(error)}", file=sys.stderr)
+        return 1
+
+
+def _local(args: argparse.Namespace, progress: Progress) -> int:
     try:
         config = from_env(None, data_dir=args.data_dir)
     except ConfigError as error:
@@ -97,20 +179,33 @@ def run(argv: Sequence[str]) -> int:
     runtime = build_runtime(config)
     try:
         store = Store(runtime.registry, args.registry_id or config.account_id)
-        if args.command == "export":
-            print(export(store, args.reference, args.output, args.format, args.platform))
-        else:
-            for line in import_archive(store, args.file, args.repository_name, args.image_tag):
-                print(line)
-    except (ImageError, OpenEcrError, OSError, tarfile.TarError) as error:
+        return _act(args, store, progress)
+    except OpenEcrError as error:
+        progress.finish()
         print(f"openecr image {args.command}: {_message(error)}", file=sys.stderr)
         return 1
     finally:
         runtime.close()
+
+
+def _act(args: argparse.Namespace, store: ImageStore, progress: Progress) -> int:
+    if args.command == "export":
+        result = export(store, args.reference, args.output, args.format, args.platform, progress)
+        progress.finish()
+        print(result)
+    else:
+        lines = import_archive(store, args.file, args.repository_name, args.image_tag, progress)
+        progress.finish()
+        for line in lines:
+            print(line)
     return 0
 
 
 def _message(error: BaseException) -> str:
+    from botocore.exceptions import ClientError
+
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Message") or error)
     return str(getattr(error, "message", None) or error)
 
 
@@ -188,6 +283,7 @@ class _Writer:
     """A tar being written: each blob once, under ``blobs/<algorithm>/<hex>``."""
 
     tar: tarfile.TarFile
+    progress: Progress
     written: set[str] = field(default_factory=set)
 
     def add(self, path: str, data: bytes) -> None:
@@ -203,7 +299,8 @@ class _Writer:
         info = tarfile.TarInfo(_blob_path(digest))
         info.size = size
         info.mode = 0o644
-        self.tar.addfile(info, _ChunkReader(chunks))
+        self.tar.addfile(info, _ChunkReader(self.progress.chunks(chunks)))
+        self.progress.blob_done()
 
 
 class _ChunkReader(io.RawIOBase):
@@ -234,13 +331,59 @@ def _blob_path(digest: str) -> str:
     return f"blobs/{algorithm}/{hexa}"
 
 
-def export(store: Store, reference: str, output: str, fmt: str, platform: str) -> str:
+class _Manifests:
+    """A store whose manifests are fetched once (export walks them twice)."""
+
+    def __init__(self, store: ImageStore) -> None:
+        self.store = store
+        self.seen: dict[tuple[str, str | None, str | None], tuple[bytes, str, str]] = {}
+
+    def manifest(self, name: str, tag: str | None, digest: str | None) -> tuple[bytes, str, str]:
+        key = (name, tag, digest)
+        if key not in self.seen:
+            self.seen[key] = self.store.manifest(name, tag, digest)
+        return self.seen[key]
+
+    def blob(self, name: str, digest: str) -> Iterator[bytes]:
+        return self.store.blob(name, digest)
+
+
+def _sizes(
+    store: _Manifests, name: str, raw: bytes, media_type: str, digest: str
+) -> dict[str, int]:
+    """digest -> size of every blob and manifest an export of this manifest writes."""
+    doc = json.loads(raw)
+    found = {digest: len(raw)}
+    if media_type in INDEXES:
+        for child in doc.get("manifests") or ():
+            child_raw, child_type, child_digest = store.manifest(name, None, child["digest"])
+            found.update(_sizes(store, name, child_raw, child_type, child_digest))
+    elif media_type in IMAGES:
+        for descriptor in [doc["config"], *doc.get("layers", ())]:
+            if not descriptor.get("urls"):
+                found[descriptor["digest"]] = int(descriptor["size"])
+    return found
+
+
+def export(
+    store: ImageStore,
+    reference: str,
+    output: str,
+    fmt: str,
+    platform: str,
+    progress: Progress | None = None,
+) -> str:
     """Write the image ``reference`` names to ``output``; return what was written."""
+    progress = progress or Progress(None, "")
     name, tag, digest = _parse_reference(reference)
-    raw, media_type, image_digest = store.manifest(name, tag, digest)
+    cached = _Manifests(store)
+    raw, media_type, image_digest = cached.manifest(name, tag, digest)
+    progress.start(sum(_sizes(cached, name, raw, media_type, image_digest).values()))
     with tarfile.open(output, "w", format=tarfile.PAX_FORMAT) as tar:
-        writer = _Writer(tar)
-        docker_image = _write_manifest(store, writer, name, raw, media_type, image_digest, platform)
+        writer = _Writer(tar, progress)
+        docker_image = _write_manifest(
+            cached, writer, name, raw, media_type, image_digest, platform
+        )
         writer.add("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
         descriptor: dict[str, Any] = {
             "mediaType": media_type,
@@ -271,7 +414,7 @@ def export(store: Store, reference: str, output: str, fmt: str, platform: str) -
 
 
 def _write_manifest(
-    store: Store,
+    store: _Manifests,
     writer: _Writer,
     name: str,
     raw: bytes,
@@ -325,12 +468,26 @@ def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
 class _Archive:
     """The members of a tar, read by path (``./`` prefixes ignored)."""
 
-    def __init__(self, tar: tarfile.TarFile) -> None:
+    def __init__(self, tar: tarfile.TarFile, store: ImageStore, progress: Progress) -> None:
         self.tar = tar
+        self.store = store
+        self.progress = progress
         self.members = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
 
     def has(self, path: str) -> bool:
         return path in self.members
+
+    def size(self, path: str) -> int:
+        member = self.members.get(path)
+        return member.size if member is not None else 0
+
+    def store_blob(self, name: str, digest: str, path: str) -> None:
+        """Store the file at ``path`` as blob ``digest`` unless the repository has it."""
+        if self.store.has_blob(name, digest):
+            self.progress.advance(self.size(path))
+        else:
+            self.store.put_blob(name, digest, self.progress.chunks(_chunks(self.open(path))))
+        self.progress.blob_done()
 
     def open(self, path: str) -> IO[bytes]:
         member = self.members.get(path)
@@ -349,15 +506,26 @@ class _Archive:
             raise ImageError(f"{path} is not JSON") from None
 
 
-def import_archive(store: Store, path: str, name: str, tag: str | None) -> list[str]:
+def import_archive(
+    store: ImageStore,
+    path: str,
+    name: str,
+    tag: str | None,
+    progress: Progress | None = None,
+) -> list[str]:
     """Store the images of the tar at ``path`` in repository ``name``; lines to print."""
+    progress = progress or Progress(None, "")
     store.require_repository(name)
     with tarfile.open(path, "r:*") as tar:
-        archive = _Archive(tar)
+        archive = _Archive(tar, store, progress)
         if archive.has("index.json"):
             entries = archive.json("index.json").get("manifests") or []
             if tag is not None and len(entries) != 1:
                 raise ImageError(f"--image-tag needs one image; the layout lists {len(entries)}")
+            blobs: set[str] = set()
+            for entry in entries:
+                blobs |= _layout_blobs(archive, entry)
+            progress.start(sum(archive.size(_blob_path(d)) for d in blobs))
             lines = []
             for entry in entries:
                 entry_tag = tag or _layout_tag(entry)
@@ -368,6 +536,8 @@ def import_archive(store: Store, path: str, name: str, tag: str | None) -> list[
             images = archive.json("manifest.json")
             if tag is not None and len(images) != 1:
                 raise ImageError(f"--image-tag needs one image; the archive holds {len(images)}")
+            paths = {p for entry in images for p in [entry["Config"], *entry.get("Layers", ())]}
+            progress.start(sum(archive.size(p) for p in paths))
             lines = []
             for entry in images:
                 entry_tag = tag or _repo_tag(entry)
@@ -375,6 +545,21 @@ def import_archive(store: Store, path: str, name: str, tag: str | None) -> list[
                 lines.append(_imported(name, entry_tag, digest))
             return lines
     raise ImageError(f"{path} is neither an OCI layout nor a docker archive")
+
+
+def _layout_blobs(archive: _Archive, descriptor: dict[str, Any]) -> set[str]:
+    """The config and layer digests of a layout's manifest (an index's: its children's)."""
+    digest = str(descriptor["digest"])
+    if not archive.has(_blob_path(digest)):
+        return set()  # reported when it is imported
+    doc = archive.json(_blob_path(digest))
+    found: set[str] = set()
+    for child in doc.get("manifests") or ():
+        found |= _layout_blobs(archive, child)
+    for blob in [doc.get("config"), *doc.get("layers", ())]:
+        if isinstance(blob, dict) and not blob.get("urls") and "digest" in blob:
+            found.add(str(blob["digest"]))
+    return found
 
 
 def _imported(name: str, tag: str | None, digest: str) -> str:
@@ -404,14 +589,12 @@ def _repo_tag(entry: dict[str, Any]) -> str | None:
     return None
 
 
-def _blob_from_layout(store: Store, archive: _Archive, name: str, digest: str) -> None:
-    if store.has_blob(name, digest):
-        return
-    store.put_blob(name, digest, _chunks(archive.open(_blob_path(digest))))
+def _blob_from_layout(archive: _Archive, name: str, digest: str) -> None:
+    archive.store_blob(name, digest, _blob_path(digest))
 
 
 def _import_layout(
-    store: Store, archive: _Archive, name: str, descriptor: dict[str, Any], tag: str | None
+    store: ImageStore, archive: _Archive, name: str, descriptor: dict[str, Any], tag: str | None
 ) -> str:
     """Store a manifest of a layout with everything it references (children first)."""
     digest = str(descriptor["digest"])
@@ -424,7 +607,7 @@ def _import_layout(
     else:
         for blob in [doc.get("config"), *doc.get("layers", ())]:
             if isinstance(blob, dict) and not blob.get("urls"):
-                _blob_from_layout(store, archive, name, str(blob["digest"]))
+                _blob_from_layout(archive, name, str(blob["digest"]))
     return store.put_manifest(name, raw, str(media_type), tag)
 
 
@@ -435,7 +618,7 @@ _LAYER_TYPES = {
 
 
 def _import_docker(
-    store: Store, archive: _Archive, name: str, entry: dict[str, Any], tag: str | None
+    store: ImageStore, archive: _Archive, name: str, entry: dict[str, Any], tag: str | None
 ) -> str:
     """Store a docker archive's image as an OCI manifest over its config and layer files."""
     descriptors = []
@@ -443,8 +626,7 @@ def _import_docker(
         digest, size = _hash_file(archive.open(path))
         head = archive.open(path).read(2)
         descriptors.append((path, digest, size, head))
-        if not store.has_blob(name, digest):
-            store.put_blob(name, digest, _chunks(archive.open(path)))
+        archive.store_blob(name, digest, path)
     (_, config_digest, config_size, _), layers = descriptors[0], descriptors[1:]
     manifest = {
         "schemaVersion": 2,

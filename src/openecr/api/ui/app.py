@@ -14,7 +14,11 @@ Pages::
 ``<registry>`` is the store's key: the account, or ``<account>.<region>`` outside the default
 region. With ``--credentials`` every page but the stylesheet needs HTTP Basic authentication:
 an access key id and its secret access key, or the user ``AWS`` and a registry password from
-GetAuthorizationToken; a signed-in caller sees its own account's registries only.
+GetAuthorizationToken. A signed-in caller is listed its own account's registries and their
+repositories; a repository's pages (its images, one image) follow the policies the APIs enforce
+for its principal: ``ecr:DescribeImages`` and ``ecr:BatchGetImage`` on that repository, so an
+explicit Deny hides a repository of its own account and a repository policy can open one of
+another account.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from openecr.domain import names
+from openecr.domain.iam_policy import root_arn
 from openecr.domain.registries import account_of, region_of
 from openecr.errors import AccessDenied, ImageNotFound, RepositoryNotFound
 from openecr.service.browse import BrowseService
@@ -57,14 +62,28 @@ SECURITY_HEADERS = {
 
 
 @dataclass(frozen=True, slots=True)
-class UiAuth:
-    """Who may look: ``keys`` maps access key ids to (secret, account); the user ``AWS`` signs
-    in with a registry password (checked by the registry's token service)."""
+class Viewer:
+    """A signed-in caller: its account and principal (an IAM ARN)."""
 
-    keys: Mapping[str, tuple[str, str]]
+    account: str
+    principal: str
+
+
+@dataclass(frozen=True, slots=True)
+class UiAuth:
+    """Who may look: ``keys`` maps access key ids to (secret, account) or (secret, account,
+    principal ARN); the user ``AWS`` signs in with a registry password (checked by the
+    registry's token service)."""
+
+    keys: Mapping[str, tuple[str, ...]]
 
     def account(self, registry: Registry, authorization: str | None) -> str | None:
         """The account of a ``Basic`` header's credentials, or None."""
+        viewer = self.viewer(registry, authorization)
+        return None if viewer is None else viewer.account
+
+    def viewer(self, registry: Registry, authorization: str | None) -> Viewer | None:
+        """Who a ``Basic`` header's credentials are, or None."""
         scheme, _, value = (authorization or "").strip().partition(" ")
         if scheme.lower() != "basic":
             return None
@@ -77,13 +96,15 @@ class UiAuth:
             return None
         if user == "AWS":
             try:
-                return registry.tokens.verify(password)[0]
+                claims = registry.tokens.claims(password)
             except AccessDenied:
                 return None
+            return Viewer(claims.account, claims.principal)
         found = self.keys.get(user)
         if found is None or not _same(found[0], password):
             return None
-        return found[1]
+        account = found[1]
+        return Viewer(account, found[2] if len(found) > 2 else root_arn(account))
 
 
 def _same(a: str, b: str) -> bool:
@@ -165,9 +186,10 @@ class UiApp:
             headers = {**SECURITY_HEADERS, "Cache-Control": "max-age=3600"}
             return Response(self.css, 200, headers, media_type="text/css")
         accounts: set[str] | None = None
+        viewer: Viewer | None = None
         if self.auth is not None:
-            account = self.auth.account(self.registry, request.headers.get("authorization"))
-            if account is None:
+            viewer = self.auth.viewer(self.registry, request.headers.get("authorization"))
+            if viewer is None:
                 return self.page(
                     "error.html",
                     401,
@@ -178,22 +200,27 @@ class UiApp:
                     },
                     {"WWW-Authenticate": 'Basic realm="openecr", charset="UTF-8"'},
                 )
-            accounts = {account}
+            accounts = {viewer.account}
         rest = path.removeprefix(f"{PREFIX}/")
         key, slash, name = rest.partition("/")
         try:
             if not rest:
                 return await self.registries(request, accounts)
-            if not REGISTRY_KEY.fullmatch(key) or (
-                accounts is not None and account_of(key) not in accounts
-            ):
+            if not REGISTRY_KEY.fullmatch(key):
                 return self.not_found("No such registry", rest)
             if not name:
+                if accounts is not None and account_of(key) not in accounts:
+                    return self.not_found("No such registry", rest)
                 if not slash:
                     return RedirectResponse(f"{PREFIX}/{key}/", 308)
                 return await self.repositories(request, key)
             name, at, digest = name.partition("@")
             if not names.is_repository_name(name):
+                return self.not_found("No such repository", name)
+            action = "ecr:BatchGetImage" if at else "ecr:DescribeImages"
+            if viewer is not None and not await anyio.to_thread.run_sync(
+                self._allowed, viewer, key, name, action, request.url.scheme == "https"
+            ):
                 return self.not_found("No such repository", name)
             if at:
                 return await self.image(request, key, name, digest)
@@ -218,6 +245,17 @@ class UiApp:
 
     def _region(self, key: str) -> str:
         return region_of(key, self.registry.settings.region)
+
+    def _allowed(self, viewer: Viewer, key: str, name: str, action: str, secure: bool) -> bool:
+        """Whether the policies let ``viewer`` perform ``action`` on repository ``name`` of
+        registry ``key`` (as on the APIs: its own account unless explicitly denied, another
+        account's only where a policy allows it)."""
+        region = self._region(key)
+        resource = f"arn:aws:ecr:{region}:{account_of(key)}:repository/{name}"
+        verdict = self.registry.policies.decide(
+            key, viewer.principal, action, resource, name, region=region, secure=secure
+        )
+        return verdict.allowed
 
     async def registries(self, request: Request, accounts: set[str] | None) -> Response:
         keys = await anyio.to_thread.run_sync(self.browse.registries, accounts)
