@@ -18,7 +18,7 @@ The credential helper 0.6.0 (aws-sdk-go-v2 1.17) takes no endpoint setting (neit
 hosts ``<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]``; it asks
 ``https://api.ecr.<region>.amazonaws.com`` for GetAuthorizationToken. It works with openecr where
 those two names lead to openecr with a certificate the helper trusts: here the private hosts
-file and ``SSL_CERT_FILE``."""
+file and ``AWS_CA_BUNDLE`` (or ``SSL_CERT_FILE`` where that is not set)."""
 
 from __future__ import annotations
 
@@ -155,6 +155,9 @@ def tls_registry(
         str(key),
         "--credentials",
         str(credentials),
+        # the credential helper takes only a proxyEndpoint of Amazon's form
+        "--registry-host",
+        "{account}.dkr.ecr.{region}.amazonaws.com",
     )
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -295,6 +298,7 @@ def test_docker_with_the_ecr_credential_helper(
         "AWS_CONFIG_FILE": "/nonexistent",
         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
         "SSL_CERT_FILE": str(registry.ca),  # Go's roots: the test CA alone
+        "AWS_CA_BUNDLE": str(registry.ca),  # the SDK's, which replace Go's when set
         "HOME": str(home),
     }
     assert docker.process is not None
@@ -320,4 +324,6 @@ def test_docker_with_the_ecr_credential_helper(
     # another host name is refused by the helper itself, before any request
     other = run([*enter, HELPER, "get"], input=NAME, env=env, check=False)
     assert other.returncode != 0
-    assert "can only be used with Amazon Elastic Container Registry" in other.stdout + other.stderr
+    assert "credentials not found" in other.stdout  # what docker is told; the reason is logged
+    helper_log = (home / ".ecr" / "log" / "ecr-login.log").read_text()
+    assert "can only be used with Amazon Elastic Container Registry" in helper_log, helper_log
