@@ -14,7 +14,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import httpx
 from tests.storage_servers import PostgresCluster, SeaweedFS
 
-from bench.common import CACHE, BenchError, die_with_parent, free_port, pinned
+from bench.common import CACHE, BenchError, die_with_parent, free_port, openecr_command, pinned
 
 REPLICAS = 3
 HAPROXY = "/usr/sbin/haproxy"
@@ -77,20 +76,7 @@ class Replica:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, cpus: Sequence[int], environment: dict[str, str]) -> None:
-        command = [
-            str(Path(sys.executable).parent / "openecr"),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.workdir / "data"),
-            "--log-level",
-            "warning",
-            *self.args,
-            *os.environ.get("BENCH_OPENECR_ARGS", "").split(),
-        ]
+        command = openecr_command(self.port, self.workdir / "data", *self.args)
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 pinned(command, cpus),

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import statistics
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,3 +123,24 @@ def die_with_parent() -> None:
     """In a child before exec: SIGTERM when the harness dies, even by SIGKILL (Linux)."""
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def openecr_command(
+    port: int, data_dir: Path, *args: str, executable: str | None = None
+) -> list[str]:
+    """``openecr serve`` on 127.0.0.1:``port`` with warnings-only logs, then ``args``, then the
+    options in ``BENCH_OPENECR_ARGS``; ``executable`` defaults to this venv's ``openecr``."""
+    return [
+        executable or str(Path(sys.executable).parent / "openecr"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--log-level",
+        "warning",
+        *args,
+        *os.environ.get("BENCH_OPENECR_ARGS", "").split(),
+    ]

@@ -37,6 +37,7 @@ from bench.common import (
     BenchError,
     die_with_parent,
     free_port,
+    openecr_command,
     pinned,
 )
 
@@ -225,19 +226,7 @@ class Openecr(Server):
         return str(Path(sys.executable).parent / "openecr")
 
     def command(self) -> list[str]:
-        return [
-            self.executable(),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.workdir / "data"),
-            "--log-level",
-            "warning",
-            *os.environ.get("BENCH_OPENECR_ARGS", "").split(),
-        ]
+        return openecr_command(self.port, self.workdir / "data", executable=self.executable())
 
     def ready(self, client: httpx.Client) -> bool:
         return client.get(f"{self.endpoint}/openecr/health").status_code == 200

@@ -8,11 +8,9 @@ process=True)``): those tests, and every other test that starts a subprocess (th
 from __future__ import annotations
 
 import argparse
-import ctypes
 import dataclasses
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -34,7 +32,7 @@ import uvicorn
 from openecr.bootstrap import Runtime, build_app, build_runtime
 from openecr.cli import serve
 from openecr.config import Config
-from storage_servers import PostgresCluster, SeaweedFS
+from storage_servers import PostgresCluster, SeaweedFS, die_with_parent, free_port
 
 # httpx imports httpcore on its first request; httpcore imports trio when it is installed
 # (selenium, for tests/test_ui_browser.py, brings it), and trio's import runs ldconfig: the
@@ -66,18 +64,6 @@ def _build_httpx_default_ssl_context_once() -> None:
 
 
 _build_httpx_default_ssl_context_once()
-
-
-def die_with_parent() -> None:
-    """In the child before exec: SIGTERM when pytest dies, even by SIGKILL (Linux prctl)."""
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server(ABC):

@@ -17,6 +17,16 @@ from localcluster import (
     PostgresCluster,
     Replica,
     SeaweedFS,
+    die_with_parent,
+    free_port,
 )
 
-__all__ = ["PG_USER", "Haproxy", "PostgresCluster", "Replica", "SeaweedFS"]
+__all__ = [
+    "PG_USER",
+    "Haproxy",
+    "PostgresCluster",
+    "Replica",
+    "SeaweedFS",
+    "die_with_parent",
+    "free_port",
+]
