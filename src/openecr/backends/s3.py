@@ -250,25 +250,38 @@ class S3BlobDriver:
 
     def _write_control(self, key: str, control: _Control | None, new: _Control) -> bool:
         """Replace the control object ``control`` was read from by ``new`` (create it when
-        ``control`` is None); False when another request replaced or removed it first."""
+        ``control`` is None); False when another request replaced or removed it first.
+
+        botocore retries a PUT whose response was lost; when the first attempt was stored, the
+        retry's condition fails on our own write. So a refused write whose control object now
+        holds exactly ``new`` (every new state is unique: a new token, or a writer id and time)
+        succeeded."""
         condition = {"IfNoneMatch": "*"} if control is None else {"IfMatch": control.etag}
+        body = new.body()
 
         def put() -> bool:
             try:
                 self.client.put_object(
                     Bucket=self.bucket,
                     Key=self._session_dir(key) + "state.json",
-                    Body=new.body(),
+                    Body=body,
                     ContentType="application/json",
                     **condition,
                 )
             except ClientError as error:
                 if _code(error) in _CONFLICT or _code(error) in _NOT_FOUND:
-                    return False
+                    return self._control_holds(key, body)
                 raise
             return True
 
         return _call(put)
+
+    def _control_holds(self, key: str, body: bytes) -> bool:
+        """Whether the session's control object is now exactly ``body``."""
+        try:
+            return self._read_control(key).body() == body
+        except UploadNotFound:
+            return False
 
     def _put(self, key: str, data: bytes) -> None:
         _call(lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=data))
