@@ -9,7 +9,16 @@ from typing import Any
 
 from bench.common import median
 
-SERVER_ORDER = ("openecr", "baseline", "moto", "ministack", "distribution", "cluster")
+SERVER_ORDER = (
+    "openecr",
+    "baseline",
+    "openecr-2",
+    "no-pull-times",
+    "moto",
+    "ministack",
+    "distribution",
+    "cluster",
+)
 SUBJECT = "openecr"
 
 
@@ -134,7 +143,7 @@ def errors(results: Results) -> list[str]:
     ]
 
 
-def document(results: Results, meta: dict[str, Any]) -> str:
+def document(results: Results, meta: dict[str, Any], targets: str = "") -> str:
     machine = meta["machine"]
     parts = [
         f"# openecr benchmark ({meta['mode']} mode, {meta['started']})",
@@ -152,16 +161,25 @@ def document(results: Results, meta: dict[str, Any]) -> str:
         f"{meta['duration']:g} s per load-generator run). ↑ higher is better, ↓ lower is "
         "better; `vs X` is how many times better openecr is than X (above 1: openecr ahead).",
     ]
+    if targets:
+        parts += [
+            "",
+            "Targets (issue 16, and issue 10's pull-time line), from this run's medians:",
+            "",
+            targets,
+        ]
     failures = errors(results)
     if failures:
         parts += ["", "Errors:", "", *(f"- {line}" for line in failures)]
     return "\n".join(parts) + "\n"
 
 
-def write(results: Results, meta: dict[str, Any], out: Path) -> tuple[Path, Path]:
+def write(
+    results: Results, meta: dict[str, Any], out: Path, targets: str = ""
+) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     table = out / "results.md"
-    table.write_text(document(results, meta))
+    table.write_text(document(results, meta, targets))
     raw = out / "results.json"
     raw.write_text(
         json.dumps({"meta": meta, "rows": results.to_json(), "raw": results.raw}, indent=2) + "\n"

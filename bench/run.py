@@ -20,14 +20,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench import cluster, report
+from bench import cluster, report, targets
 from bench.common import CACHE, RESULTS, ROOT, Settings, pinned_cpus
 from bench.context import Context
-from bench.scenarios import batch, blobs, manifests, rss, scale, scaleout, skopeo
+from bench.scenarios import batch, blobs, manifests, rss, scale, scaleout, skopeo, writes
 from bench.servers import ALL, DEFAULT, missing_tools
 
 SCENARIOS: dict[str, ModuleType] = {
     "batch": batch,
+    "writes": writes,
     "scale": scale,
     "manifests": manifests,
     "blobs": blobs,
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         "servers": list(names),
         "scenarios": chosen,
     }
-    table, raw = report.write(ctx.results, meta, args.out)
+    table, raw = report.write(ctx.results, meta, args.out, targets.markdown(ctx.results))
     print(table.read_text())
     if not args.no_chart:
         why = chart(raw, args.out / "results.png")

@@ -248,6 +248,26 @@ class Baseline(Openecr):
         return [*super().command(), *os.environ.get("BENCH_BASELINE_ARGS", "").split()]
 
 
+class OpenecrBothCores(Openecr):
+    """This build on both CPUs: two granian worker processes (``--server granian --workers 2``),
+    the candidate for a two-process default, measured against the one-process default."""
+
+    name = "openecr-2"
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--server", "granian", "--workers", "2"]
+
+
+class OpenecrNoPullTimes(Openecr):
+    """This build with pull-time recording off (``--no-pull-times``): what recording
+    ``lastRecordedPullTime`` costs BatchGetImage and manifest GETs, in the same run."""
+
+    name = "no-pull-times"
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--no-pull-times"]
+
+
 class Moto(Server):
     name = "moto"
     ecr = True
@@ -346,10 +366,28 @@ class Cluster(Server):
 
 
 ALL: dict[str, type[Server]] = {
-    cls.name: cls for cls in (Openecr, Baseline, Moto, Ministack, Distribution, Cluster)
+    cls.name: cls
+    for cls in (
+        Openecr,
+        Baseline,
+        OpenecrBothCores,
+        OpenecrNoPullTimes,
+        Moto,
+        Ministack,
+        Distribution,
+        Cluster,
+    )
 }
 # what runs when --servers is not given (the baseline only when asked for)
-DEFAULT = ("openecr", "moto", "ministack", "distribution", "cluster")
+DEFAULT = (
+    "openecr",
+    "openecr-2",
+    "no-pull-times",
+    "moto",
+    "ministack",
+    "distribution",
+    "cluster",
+)
 
 
 def missing_tools(names: Sequence[str]) -> list[str]:

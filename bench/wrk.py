@@ -64,7 +64,7 @@ class Request:
     body: bytes | None = None
 
 
-def _lua_string(value: str | bytes) -> str:
+def lua_string(value: str | bytes) -> str:
     text = value.decode() if isinstance(value, bytes) else value
     level = "=" * 4
     if f"]{level}]" in text:
@@ -75,14 +75,14 @@ def _lua_string(value: str | bytes) -> str:
 def write_script(path: Path, requests: Sequence[Request], headers: Mapping[str, str]) -> Path:
     specs = ",\n".join(
         "  {{{}, {}, {}}}".format(
-            _lua_string(r.method),
-            _lua_string(r.path),
-            "nil" if r.body is None else _lua_string(r.body),
+            lua_string(r.method),
+            lua_string(r.path),
+            "nil" if r.body is None else lua_string(r.body),
         )
         for r in requests
     )
     rendered_headers = ",\n".join(
-        f"  [ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in headers.items()
+        f"  [ {lua_string(k)} ] = {lua_string(v)}" for k, v in headers.items()
     )
     path.write_text(SCRIPT % {"specs": specs, "headers": rendered_headers})
     return path

@@ -22,7 +22,8 @@ SERVERS = ("openecr", "distribution", "cluster")
 # (scenario, servers measured in it, rows it fills)
 SCENARIOS = [
     ("BatchGetImage", {"openecr"}, 6),
-    ("BatchGetImage scale", {"openecr"}, 7),
+    ("PutImage", {"openecr"}, 3),
+    ("BatchGetImage scale", {"openecr"}, 8),
     ("/v2 manifest", {"openecr", "distribution"}, 2),
     ("/v2 blob GET", {"openecr", "distribution"}, 2),
     ("skopeo", {"openecr", "distribution"}, 2),
@@ -95,7 +96,8 @@ def test_results_file_records_machine_versions_and_raw_runs(quick_run: Path) -> 
 
 def test_markdown_table_is_well_formed(quick_run: Path) -> None:
     text = (quick_run / "results.md").read_text()
-    table = [line for line in text.splitlines() if line.startswith("|")]
+    results = text.partition("Targets (")[0]
+    table = [line for line in results.splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in table[0].strip("|").split("|")]
     assert header == [
         "benchmark",
@@ -116,3 +118,17 @@ def test_markdown_table_is_well_formed(quick_run: Path) -> None:
         assert cells[2] == "1" and cells[3] not in ("", "error"), row
     assert "Errors:" not in text
     assert "median of the runs" in text
+
+
+def test_targets_table_judges_what_the_run_measured(quick_run: Path) -> None:
+    """Below the results, each target the run measured with its value and met or missed."""
+    text = (quick_run / "results.md").read_text()
+    targets = text.partition("Targets (")[2]
+    rows = [line for line in targets.splitlines() if line.startswith("| ")][1:]
+    names = [row.split("|")[1].strip() for row in rows]
+    assert "skopeo push + pull: at most 0.8x distribution's time" in names
+    assert "PutImage, 8 clients: at least 2,000 images/s in one process" in names
+    assert "peak RSS: one process under 150 MB" in names
+    assert not any("ministack" in name or "openecr-2" in name for name in names)  # not run
+    for row in rows:
+        assert row.rstrip(" |").endswith(("met", "missed")), row

@@ -13,7 +13,7 @@ from bench.images import layer
 from bench.report import Key
 from bench.servers import Server
 
-SERVERS = ("openecr", "baseline", "distribution")
+SERVERS = ("openecr", "baseline", "openecr-2", "distribution")
 SCENARIO = "/v2 blob GET"
 REPOSITORY = "bench/blob"
 

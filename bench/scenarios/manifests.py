@@ -15,7 +15,14 @@ from bench.images import OCI_MANIFEST, Bulk, tag
 from bench.report import Key
 from bench.servers import Server
 
-SERVERS = ("openecr", "baseline", "ministack", "distribution")
+SERVERS = (
+    "openecr",
+    "baseline",
+    "openecr-2",
+    "no-pull-times",
+    "ministack",
+    "distribution",
+)
 SCENARIO = "/v2 manifest"
 REPOSITORY = "bench/v2"
 ACCEPT = f"{OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json"

@@ -23,7 +23,7 @@ from bench.context import Context
 from bench.report import Key
 from bench.servers import ALL, Server
 
-SERVERS = ("openecr", "baseline", "ministack")
+SERVERS = ("openecr", "baseline", "openecr-2", "ministack")
 SCENARIO = "peak RSS"
 REPOSITORY = "bench/rss"
 CHUNK = MiB

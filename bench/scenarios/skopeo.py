@@ -18,7 +18,7 @@ from bench.images import Image
 from bench.report import Key
 from bench.servers import Server
 
-SERVERS = ("openecr", "baseline", "distribution")
+SERVERS = ("openecr", "baseline", "openecr-2", "distribution")
 SCENARIO = "skopeo"
 
 
