@@ -1,7 +1,8 @@
 """``python -m bench.profile``: where openecr spends its time under the benchmark's load.
 
 Starts openecr alone, loads the benchmark's images (a 10,000-image repository and the ``/v2``
-repository), then for each path runs wrk against it while py-spy samples the server, and
+repository), then for each path (BatchGetImage, manifest GET, PutImage of new images) runs wrk
+against it while py-spy samples the server, and
 prints the functions with the most samples, by own time and by inclusive time. The collapsed
 stacks go to ``bench-results/profile-<case>.txt`` for flame graphs (``flamegraph.pl``)."""
 
@@ -18,6 +19,7 @@ import threading
 from pathlib import Path
 
 from bench import wrk
+from bench.clients import Ecr
 from bench.common import (
     AUTHORIZATION,
     CACHE,
@@ -30,7 +32,7 @@ from bench.common import (
 )
 from bench.context import Context
 from bench.images import Bulk, tag
-from bench.scenarios import batch, manifests
+from bench.scenarios import batch, manifests, writes
 from bench.servers import Openecr, Server
 
 PY_SPY = CACHE / "tools" / "bin" / "py-spy"
@@ -153,6 +155,15 @@ def main(argv: list[str] | None = None) -> int:
             wrk.write_script(workdir / "get.lua", gets, {"Accept": manifests.ACCEPT}),
             settings.manifest_connections,
         )
+        putting = "bench/profile-writes"  # PutImage: every request a new image
+        ecr = Ecr(server.endpoint)
+        try:
+            ecr.create_repository(putting)
+            for blob in Bulk.make().blobs:
+                ecr.upload_blob(putting, blob)
+        finally:
+            ecr.close()
+        cases["put-image"] = (writes.script(ctx, putting, Bulk.make()), writes.CLIENTS)
         for name, (script, connections) in cases.items():
             ctx.log(f"profiling {name} for {args.seconds} s")
             collapsed = profile(

@@ -212,6 +212,7 @@ class ReplicationService:
         self.clock = clock
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = threading.Event()
+        self._queued = False  # enqueue queued a task since the last wake
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -280,6 +281,8 @@ class ReplicationService:
             return
         repo, image = result.repository, result.image
         destinations = self.configuration(repo.registry_id, tx).destinations_for(repo.name)
+        if destinations:
+            self._queued = True  # on_push wakes the worker after the commit
         now = self.clock()
         for i, destination in enumerate(destinations):
             key = f"{time.time_ns():020d}-{i:03d}-{uuid.uuid4().hex[:8]}"
@@ -304,9 +307,11 @@ class ReplicationService:
             )
 
     def on_push(self, result: PutResult) -> None:
-        """ImageService's push listener (after the commit): wake the worker for what
-        :meth:`enqueue` queued."""
-        if result.changed:
+        """ImageService's push listener (after the commit): wake the worker when
+        :meth:`enqueue` queued something (a push nothing replicates leaves it asleep; a wake
+        lost to a race costs at most the worker's one-second poll)."""
+        if result.changed and self._queued:
+            self._queued = False
             self._wake.set()
 
     # --- the worker ---------------------------------------------------------------------------
