@@ -292,6 +292,7 @@ def build_runtime(config: Config) -> Runtime:
         None if config.vulnerability_db is None else VulnerabilityDatabase(config.vulnerability_db),
         executor=ThreadPoolExecutor(1, thread_name_prefix="image-scan"),
     )
+    images.on_push_write(scanning.note_push)  # reads the configuration in the push's transaction
     images.on_push(scanning.pushed)
     images.on_describe(scanning.annotate)
     blob_service = BlobService(metadata, blobs)

@@ -269,6 +269,8 @@ class ScanningService:
         self.database = database
         self.clock = clock
         self.executor = executor
+        # (repository id, digest) of pushes ``noted`` as scanned on push, for ``pushed``
+        self._on_push: set[tuple[int, str]] = set()
 
     def close(self) -> None:
         """Wait for running scans to finish."""
@@ -423,17 +425,27 @@ class ScanningService:
         else:
             self.executor.submit(self._run, repo, record, scan)
 
-    def pushed(self, result: PutResult) -> None:
-        """The push listener: scan a pushed image when its repository is scanned on push
-        (its own ``scanOnPush`` or a SCAN_ON_PUSH rule) and it was not scanned within the
-        last 24 hours. Manifest lists and indexes are not scanned (their images are)."""
+    def note_push(self, tx: Transaction, result: PutResult) -> None:
+        """The push writer: inside the push's own transaction (no read transaction of its
+        own), note a pushed image whose repository is scanned on push (its own ``scanOnPush``
+        or a SCAN_ON_PUSH rule). Manifest lists and indexes are not scanned (their images
+        are)."""
         record = result.image
         if record.media_type in mt.INDEXES or record.storage_class == ARCHIVE:
             return
-        with self.meta.read() as tx:
-            config = self._config(tx, result.repository.registry_id)
-        if not repository_configuration(config, result.repository).scan_on_push:
+        config = self._config(tx, result.repository.registry_id)
+        if repository_configuration(config, result.repository).scan_on_push:
+            self._on_push.add((result.repository.id, record.digest))
+
+    def pushed(self, result: PutResult) -> None:
+        """The push listener, after the commit: scan an image :meth:`note_push` noted, unless
+        it was scanned within the last 24 hours. (A note of a push whose transaction then
+        failed is taken by the next push of that image, which is noted again anyway.)"""
+        record = result.image
+        key = (result.repository.id, record.digest)
+        if key not in self._on_push:
             return
+        self._on_push.discard(key)
         now = self.clock()
         with self.meta.write() as tx:
             repo = tx.get_repository(result.repository.registry_id, result.repository.name)
