@@ -57,9 +57,10 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
 
-# `make bench`: openecr side by side with moto, ministack and distribution, and scaled out
+# `make bench`: openecr side by side with moto, ministack and distribution, on both cores, without
+# pull-time recording, and scaled out
 # (3 replicas on PostgreSQL + SeaweedFS behind haproxy) against one openecr (README, Performance).
-# Installs its tools (bench/setup.sh), takes about 20 minutes, writes bench-results/.
+# Installs its tools (bench/setup.sh), takes about 45 minutes, writes bench-results/.
 bench: install
 	./bench/setup.sh
 	BENCH_COMMAND="make bench" $(BIN)/python -m bench.run $(BENCH_ARGS)
