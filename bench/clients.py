@@ -35,6 +35,17 @@ class Ecr:
     def close(self) -> None:
         self.client.close()
 
+    @classmethod
+    def make_repository(cls, endpoint: str, repository: str, blobs: Iterable[bytes]) -> None:
+        """Create ``repository`` on the server at ``endpoint`` and upload ``blobs`` into it."""
+        ecr = cls(endpoint)
+        try:
+            ecr.create_repository(repository)
+            for blob in blobs:
+                ecr.upload_blob(repository, blob)
+        finally:
+            ecr.close()
+
     def call(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
         response = self.client.post("/", content=json.dumps(body), headers=ecr_headers(operation))
         if response.status_code != 200:

@@ -156,13 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             settings.manifest_connections,
         )
         putting = "bench/profile-writes"  # PutImage: every request a new image
-        ecr = Ecr(server.endpoint)
-        try:
-            ecr.create_repository(putting)
-            for blob in Bulk.make().blobs:
-                ecr.upload_blob(putting, blob)
-        finally:
-            ecr.close()
+        Ecr.make_repository(server.endpoint, putting, Bulk.make().blobs)
         cases["put-image"] = (writes.script(ctx, putting, Bulk.make()), writes.CLIENTS)
         for name, (script, connections) in cases.items():
             ctx.log(f"profiling {name} for {args.seconds} s")

@@ -8,17 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import median
+from bench.servers import ALL
 
-SERVER_ORDER = (
-    "openecr",
-    "baseline",
-    "openecr-2",
-    "no-pull-times",
-    "moto",
-    "ministack",
-    "distribution",
-    "cluster",
-)
+SERVER_ORDER = tuple(ALL)  # the table's columns, in bench.servers' order
 SUBJECT = "openecr"
 
 

@@ -13,7 +13,22 @@ from typing import Any
 
 from bench.common import MB, BenchError, pinned
 
-SCRIPT = """\
+# prints the run's summary as one JSON line (%-escaped: scripts are %-templates)
+DONE = """\
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH-JSON {"requests": %%d, "duration_us": %%d, "bytes": %%d, "connect": %%d, ' ..
+    '"read": %%d, "write": %%d, "status": %%d, "timeout": %%d, "p50_us": %%d, ' ..
+    '"p90_us": %%d, "p99_us": %%d, "max_us": %%d, "mean_us": %%f}\\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write,
+    e.status, e.timeout, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, latency.mean))
+end
+"""
+
+SCRIPT = (
+    """\
 local specs = {
 %(specs)s
 }
@@ -44,17 +59,9 @@ request = function()
   return requests[position]
 end
 
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH-JSON {"requests": %%d, "duration_us": %%d, "bytes": %%d, "connect": %%d, ' ..
-    '"read": %%d, "write": %%d, "status": %%d, "timeout": %%d, "p50_us": %%d, ' ..
-    '"p90_us": %%d, "p99_us": %%d, "max_us": %%d, "mean_us": %%f}\\n',
-    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write,
-    e.status, e.timeout, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency.max, latency.mean))
-end
 """
+    + DONE
+)
 
 
 @dataclass(frozen=True)

@@ -121,13 +121,7 @@ def load(ctx: Context, server: Server, size: int, bulk: Bulk) -> float:
     """One repository of ``size`` images; returns the seconds it took."""
     started = time.monotonic()
     repo = repository(size)
-    ecr = Ecr(server.endpoint)
-    try:
-        ecr.create_repository(repo)
-        for blob in bulk.blobs:
-            ecr.upload_blob(repo, blob)
-    finally:
-        ecr.close()
+    Ecr.make_repository(server.endpoint, repo, bulk.blobs)
     progress = Progress(ctx, repo, size)
     stop = threading.Event()
     ranges = [range(size * k // LOADERS, size * (k + 1) // LOADERS) for k in range(LOADERS)]

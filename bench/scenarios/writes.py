@@ -28,7 +28,8 @@ SCENARIO = "PutImage"
 CLIENTS = 8
 MARK = "@@N@@"  # replaced by a number unique in the run
 
-SCRIPT = """\
+SCRIPT = (
+    """\
 local template = %(template)s
 local headers = {
 %(headers)s
@@ -47,17 +48,9 @@ request = function()
   return wrk.format("POST", "/", headers, body)
 end
 
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH-JSON {"requests": %%d, "duration_us": %%d, "bytes": %%d, "connect": %%d, ' ..
-    '"read": %%d, "write": %%d, "status": %%d, "timeout": %%d, "p50_us": %%d, ' ..
-    '"p90_us": %%d, "p99_us": %%d, "max_us": %%d, "mean_us": %%f}\\n',
-    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write,
-    e.status, e.timeout, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency.max, latency.mean))
-end
 """
+    + wrk.DONE
+)
 
 CASE = f"new images, {CLIENTS} clients"
 RATE = Key(SCENARIO, CASE, "images/s", "higher")
@@ -109,13 +102,7 @@ def run(ctx: Context, servers: list[Server]) -> None:
 
     def measure(case: Case, server: Server, seconds: float, rep: int) -> dict[Key, float]:
         repository = f"bench/writes-{next(numbers)}"
-        ecr = Ecr(server.endpoint)
-        try:
-            ecr.create_repository(repository)
-            for blob in bulk.blobs:
-                ecr.upload_blob(repository, blob)
-        finally:
-            ecr.close()
+        Ecr.make_repository(server.endpoint, repository, bulk.blobs)
         result = wrk.run(
             server.host,
             script(ctx, repository, bulk),
