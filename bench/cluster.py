@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
-from tests.storage_servers import PostgresCluster, SeaweedFS
+from tests.storage_servers import PostgresCluster, SeaweedFS, free_ports
 
 from bench.common import CACHE, BenchError, die_with_parent, free_port, openecr_command, pinned
 
@@ -153,7 +153,7 @@ class Deployment:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with affinity(self.cpus):
             self.postgres = PostgresCluster(free_port()).start()
-            self.seaweedfs = SeaweedFS([free_port() for _ in range(8)], weed=weed()).start()
+            self.seaweedfs = SeaweedFS(free_ports(8), weed=weed()).start()
         database = self.postgres.database()
         bucket = self.seaweedfs.bucket()
         shared = [
@@ -189,7 +189,7 @@ class Deployment:
         self._start_haproxy()
 
     def _start_haproxy(self) -> None:
-        self.port, self.proxy_port = free_port(), free_port()
+        self.port, self.proxy_port = free_ports(2)
         sections = []
         for name, port in (("redirect", self.port), ("proxy", self.proxy_port)):
             servers = "\n".join(

@@ -57,6 +57,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (each held open until all are chosen: separate
+    ``free_port`` calls may return the same port twice)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], what: str, log: Path) -> None:
     import httpx
 
@@ -561,7 +573,7 @@ class LocalCluster:
         self.postgres.start()
         self._record("postgres", self.postgres.process)
         database = self.postgres.database("openecr")
-        self.weed = SeaweedFS([free_port() for _ in range(8)])
+        self.weed = SeaweedFS(free_ports(8))
         self.temporary.append(str(self.weed.root))
         self.weed.start()
         self._record("seaweedfs", self.weed.process)

@@ -32,7 +32,7 @@ import uvicorn
 from openecr.bootstrap import Runtime, build_app, build_runtime
 from openecr.cli import serve
 from openecr.config import Config
-from storage_servers import PostgresCluster, SeaweedFS, die_with_parent, free_port
+from storage_servers import PostgresCluster, SeaweedFS, die_with_parent, free_port, free_ports
 
 # httpx imports httpcore on its first request; httpcore imports trio when it is installed
 # (selenium, for tests/test_ui_browser.py, brings it), and trio's import runs ldconfig: the
@@ -392,7 +392,7 @@ def postgres_url(postgres: PostgresCluster) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def seaweedfs() -> Iterator[SeaweedFS]:
     """A private SeaweedFS S3 server for the session (tests using it are marked slow)."""
-    weed = SeaweedFS([free_port() for _ in range(8)]).start()
+    weed = SeaweedFS(free_ports(8)).start()
     yield weed
     weed.remove()
 

@@ -19,6 +19,7 @@ from localcluster import (
     SeaweedFS,
     die_with_parent,
     free_port,
+    free_ports,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "SeaweedFS",
     "die_with_parent",
     "free_port",
+    "free_ports",
 ]

@@ -52,7 +52,11 @@ def _start(state_dir: Path, port: int) -> tuple[subprocess.Popen[str], str]:
         if line.startswith("Stop:") or time.monotonic() > deadline:
             break
     text = "".join(printed)
-    assert "Stop:" in text, text
+    if "Stop:" not in text:  # it failed to start: end it before failing
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        pytest.fail(text)
     return process, text
 
 
