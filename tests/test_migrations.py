@@ -11,13 +11,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
 from conftest import VENV_BIN
 from openecr.backends.sql import SqlMetadataStore
-from openecr.backends.sql.migrate import head
+from openecr.backends.sql.migrate import _config, head
 from openecr.backends.sql.schema import metadata
 from openecr.cli.main import main
 
@@ -77,6 +78,33 @@ def test_a_database_from_before_migrations_is_adopted(tmp_path: Path) -> None:
     finally:
         store.close()
     assert revision(f"sqlite:///{path}") == head()
+
+
+def test_pull_times_move_to_their_own_table(tmp_path: Path) -> None:
+    """Migration 0004 carries each image's ``images.last_pulled_at`` into ``image_pulls``."""
+    url = f"sqlite:///{tmp_path / 'metadata.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(_config(conn), "0003")
+        conn.execute(
+            text(
+                "INSERT INTO images (repository_id, digest, manifest, media_type, size, pushed_at,"
+                " last_pulled_at) VALUES"
+                " (1, 'sha256:aa', X'7B7D', 'text/json', 2, 0.5, 1700000000),"
+                " (1, 'sha256:bb', X'7B7D', 'text/json', 2, 0.5, NULL)"
+            )
+        )
+    engine.dispose()
+    store = SqlMetadataStore(url)
+    try:
+        assert store.revisions == ("0003", head())
+        with store.read() as tx:
+            pulled, never = tx.get_image(1, "sha256:aa"), tx.get_image(1, "sha256:bb")
+        assert pulled is not None and pulled.last_pulled_at is not None
+        assert pulled.last_pulled_at.timestamp() == 1700000000
+        assert never is not None and never.last_pulled_at is None
+    finally:
+        store.close()
 
 
 def upgrade_together(url: str, count: int) -> list[tuple[str | None, str]]:

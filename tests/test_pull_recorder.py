@@ -8,7 +8,7 @@ from pathlib import Path
 
 from openecr.backends.sql import SqlMetadataStore
 from openecr.domain.model import ImageRecord, Repository
-from openecr.service.pulls import PullRecorder
+from openecr.service.pulls import FLUSH_MAX, PullRecorder
 
 REGISTRY = "123456789012"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -77,6 +77,24 @@ def test_excluded_principals_are_checked_again_once_lifted(tmp_path: Path) -> No
         recorder.note(repo_id, [a], REGISTRY, "arn:aws:iam::123456789012:user/ci")
         recorder.close()
         assert _pulled(store, repo_id, a) == T0
+    finally:
+        recorder.close()
+        store.close()
+
+
+def test_a_burst_of_first_pulls_is_written_over_several_flushes(tmp_path: Path) -> None:
+    store, repo_id, _ = _store(tmp_path)
+    many = [f"sha256:{i:064x}" for i in range(100, 100 + FLUSH_MAX + 5)]
+    with store.write() as tx:
+        for digest in many:
+            tx.insert_image(ImageRecord(repo_id, digest, b"{}", "application/json", None, 2, T0))
+    recorder = PullRecorder(store, clock=Clock())
+    try:
+        recorder.note(repo_id, many, REGISTRY)
+        assert recorder.flush() == FLUSH_MAX
+        assert recorder.flush() == 5
+        assert recorder.flush() == 0
+        assert all(_pulled(store, repo_id, digest) == T0 for digest in many)
     finally:
         recorder.close()
         store.close()

@@ -1059,6 +1059,43 @@ def test_pull_times_only_move_forward(metadata_store: MetadataStore) -> None:
         tx.record_pulls([(repo.id, one, at(9))])
     with metadata_store.read() as tx:
         assert tx.get_image(repo.id, one).last_pulled_at == at(9)  # type: ignore[union-attr]
+        # every read that describes images has them: listed, looked up, in a snapshot
+        listed = {
+            v.image.digest: v.image.last_pulled_at for v in tx.list_images(repo.id, "ANY", None, 9)
+        }
+        assert listed == {one: at(9), two: at(4)}
+        assert tx.lookup_image(REGISTRY, "pulls", "one", None)[1].last_pulled_at == at(9)  # type: ignore[union-attr]
+        snap = tx.snapshot(repo.id, ["one"], [two])
+        assert snap.get_image(repo.id, one).last_pulled_at == at(9)  # type: ignore[union-attr]
+        assert snap.get_image(repo.id, two).last_pulled_at == at(4)  # type: ignore[union-attr]
+
+
+def test_a_deleted_image_takes_its_pull_time_with_it(metadata_store: MetadataStore) -> None:
+    with metadata_store.write() as tx:
+        repo = new_repo(tx, "pulled-then-deleted")
+        (one,) = push(tx, repo.id, "one")
+        tx.record_pulls([(repo.id, one, at(5))])
+    with metadata_store.write() as tx:
+        tx.delete_image(repo.id, one)
+        tx.record_pulls([(repo.id, one, at(6))])  # a pull noted before the delete: ignored
+    with metadata_store.write() as tx:
+        push(tx, repo.id, "one")  # the same digest again: a new image, never pulled
+    with metadata_store.read() as tx:
+        again = tx.get_image(repo.id, one)
+        assert again is not None and again.last_pulled_at is None
+        (view,) = tx.list_images(repo.id, "ANY", None, 10)
+        assert view.image.last_pulled_at is None
+    # and a deleted repository its images' (SQLite may give the next repository the same id)
+    with metadata_store.write() as tx:
+        tx.record_pulls([(repo.id, one, at(7))])
+    with metadata_store.write() as tx:
+        tx.delete_repository(repo.id)
+    with metadata_store.write() as tx:
+        successor = new_repo(tx, "pulled-then-deleted")
+        push(tx, successor.id, "one")
+    with metadata_store.read() as tx:
+        fresh = tx.get_image(successor.id, one)
+        assert fresh is not None and fresh.last_pulled_at is None
 
 
 # --- documents ----------------------------------------------------------------------------

@@ -220,6 +220,7 @@ class MemoryTransaction:
         digests: Collection[str],
         *,
         every_tag: bool = False,
+        pull_times: bool = True,
     ) -> ImageSnapshot:
         rows = self._rows(repo_id)
         targets: dict[str, str] = {}

@@ -89,10 +89,13 @@ class Transaction(Protocol):
         digests: Collection[str],
         *,
         every_tag: bool = False,
+        pull_times: bool = True,
     ) -> ImageSnapshot:
         """The images ``tags`` and ``digests`` name, in a few reads (a batch of ids costs
         about what one id does). The snapshot lists the tags of each image named by digest,
-        and with ``every_tag`` of every image it holds."""
+        and with ``every_tag`` of every image it holds. Without ``pull_times`` the store may
+        leave the images' ``last_pulled_at`` None (a pull, which serves manifests, skips reading
+        them)."""
         ...
 
     def insert_image(self, image: ImageRecord) -> None: ...

@@ -132,12 +132,18 @@ MALFORMED = frozenset(
 
 
 def resolve_ids(
-    tx: Transaction, repo: Repository, image_ids: Sequence[ImageId], *, every_tag: bool = False
+    tx: Transaction,
+    repo: Repository,
+    image_ids: Sequence[ImageId],
+    *,
+    every_tag: bool = False,
+    pull_times: bool = True,
 ) -> tuple[ImageSnapshot, list[tuple[ImageId, Lookup | ImageFailure]]]:
     """Every id of a batch call (BatchGetImage, BatchDeleteImage, DescribeImages) resolved
     with ECR's rules, in request order, from one snapshot of the images they may name (read
     at once: a batch costs about what one id does). The snapshot also lists the tags of the
-    images named by digest, and with ``every_tag`` of every image it holds."""
+    images named by digest, and with ``every_tag`` of every image it holds; without
+    ``pull_times`` its images' ``last_pulled_at`` may be None (see ``Transaction.snapshot``)."""
     checked = [(image_id, check_image_id(image_id)) for image_id in image_ids]
     wanted = [image_id for image_id, failure in checked if failure is None]
     snapshot = tx.snapshot(
@@ -145,6 +151,7 @@ def resolve_ids(
         [i.tag for i in wanted if i.tag is not None],
         [i.digest for i in wanted if i.tag is None and i.digest is not None],
         every_tag=every_tag,
+        pull_times=pull_times,
     )
     # resolve_id's rules, on the snapshot's maps (a batch of 100 ids is 100 of these)
     targets, found, tags_by_digest = snapshot.tags, snapshot.images, snapshot.tags_by_digest
@@ -594,7 +601,8 @@ class ImageService:
             if upstream and tx.get_repository(registry_id, name) is None:
                 raise next(iter(upstream.values()))  # nothing cached and no upstream answer
             repo = require_repository(tx, registry_id, name)
-            snapshot, resolved = resolve_ids(tx, repo, image_ids)
+            # a pull serves manifests: the images' pull times are not read
+            snapshot, resolved = resolve_ids(tx, repo, image_ids, pull_times=False)
         found_images = snapshot.images
         for i, (image_id, found) in enumerate(resolved):
             if upstream and i in upstream and isinstance(found, ImageFailure):

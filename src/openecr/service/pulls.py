@@ -1,7 +1,9 @@
 """Pull times (``lastRecordedPullTime``) recorded off the request path.
 
 A pull notes ``(repository, digest, time)`` in memory; a background thread writes what was
-noted in one transaction every :data:`FLUSH_SECONDS`, so a pull never waits on a write.
+noted in one transaction every :data:`FLUSH_SECONDS` (at most :data:`FLUSH_MAX` images each,
+the rest at the next), so a pull never waits on a write. The times are rows of their own
+(``image_pulls`` in the SQL store), so writing them leaves the pages of the images alone.
 
 At most one write per image per window of ``interval`` and process (ECR refreshes the time at
 least once every 24 hours): the process remembers which images were pulled in the current window
@@ -35,6 +37,10 @@ from openecr.service.common import Clock, utcnow
 log = logging.getLogger("openecr.pulls")
 
 FLUSH_SECONDS = 1.0
+# the most images one flush writes; the rest wait for the next: a burst of first pulls (a new
+# window over a large repository) is written over several seconds in short transactions, so
+# the writer never holds the GIL and the database's write lock for long
+FLUSH_MAX = 2000
 DEFAULT_INTERVAL = timedelta(minutes=1)
 
 # (registry id, principal ARN) -> whether the principal's pulls leave pull times alone
@@ -110,6 +116,11 @@ class PullRecorder:
             due = self._included(self._take())
             if not due:
                 return 0
+            if len(due) > FLUSH_MAX:
+                later = list(due.items())[FLUSH_MAX:]
+                due = dict(list(due.items())[:FLUSH_MAX])
+                for (repo_id, digest), at in later:
+                    self._queue.append((("", None, repo_id), {digest}, at))
             try:
                 with self.meta.write() as tx:
                     busy = tx.record_pulls([(r, d, at) for (r, d), at in due.items()])

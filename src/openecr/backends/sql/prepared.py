@@ -7,7 +7,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Delete, Insert, and_, bindparam, delete, func, insert, select
+from sqlalchemy import (
+    Connection,
+    Delete,
+    Insert,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    null,
+    select,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql import Select
@@ -17,6 +28,7 @@ from openecr.backends.sql.schema import (
     blobs,
     documents,
     image_blobs,
+    image_pulls,
     images,
     repositories,
     repository_documents,
@@ -137,8 +149,14 @@ IMAGE_COLUMNS = (
     images.c.storage_class,
     images.c.last_archived_at,
     images.c.last_activated_at,
-    images.c.last_pulled_at,
+    image_pulls.c.last_pulled_at,
 )
+# an image's pull time, for the images of a FROM clause (select IMAGE_COLUMNS from IMAGES_FROM,
+# or outer-join image_pulls on PULLS_OF_IMAGE where images is joined to other tables)
+PULLS_OF_IMAGE = and_(
+    image_pulls.c.repository_id == images.c.repository_id, image_pulls.c.digest == images.c.digest
+)
+IMAGES_FROM = images.outerjoin(image_pulls, PULLS_OF_IMAGE)
 
 GET_REPOSITORY = Prepared(
     select(*REPOSITORY_COLUMNS).where(
@@ -147,9 +165,9 @@ GET_REPOSITORY = Prepared(
     )
 )
 GET_IMAGE = Prepared(
-    select(*IMAGE_COLUMNS).where(
-        images.c.repository_id == bindparam("repo_id"), images.c.digest == bindparam("digest")
-    )
+    select(*IMAGE_COLUMNS)
+    .select_from(IMAGES_FROM)
+    .where(images.c.repository_id == bindparam("repo_id"), images.c.digest == bindparam("digest"))
 )
 GET_TAG = Prepared(
     select(tags.c.digest).where(
@@ -235,13 +253,15 @@ LOOKUP_IMAGE = Prepared(
     .select_from(
         repositories.outerjoin(
             tags, and_(tags.c.repository_id == repositories.c.id, tags.c.tag == bindparam("tag"))
-        ).outerjoin(
+        )
+        .outerjoin(
             images,
             and_(
                 images.c.repository_id == repositories.c.id,
                 images.c.digest == func.coalesce(tags.c.digest, bindparam("digest")),
             ),
         )
+        .outerjoin(image_pulls, PULLS_OF_IMAGE)
     )
     .where(
         repositories.c.registry_id == bindparam("registry_id"),
@@ -250,31 +270,34 @@ LOOKUP_IMAGE = Prepared(
 )
 
 
+def _image_columns(pull_times: bool) -> tuple[Any, ...]:
+    """IMAGE_COLUMNS, or (not ``pull_times``) with NULL for the pull time: no join."""
+    if pull_times:
+        return IMAGE_COLUMNS
+    return (*IMAGE_COLUMNS[:-1], null().label("last_pulled_at"))
+
+
 @cache
-def images_tagged(count: int) -> Prepared:
-    """Each of ``count`` tags that exists, with the image it names."""
+def images_tagged(count: int, pull_times: bool = True) -> Prepared:
+    """Each of ``count`` tags that exists, with the image it names (and its pull time)."""
+    joined = tags.join(
+        images,
+        and_(images.c.repository_id == tags.c.repository_id, images.c.digest == tags.c.digest),
+    )
     return Prepared(
-        select(tags.c.tag, *IMAGE_COLUMNS)
-        .select_from(
-            tags.join(
-                images,
-                and_(
-                    images.c.repository_id == tags.c.repository_id,
-                    images.c.digest == tags.c.digest,
-                ),
-            )
-        )
+        select(tags.c.tag, *_image_columns(pull_times))
+        .select_from(joined.outerjoin(image_pulls, PULLS_OF_IMAGE) if pull_times else joined)
         .where(tags.c.repository_id == bindparam("repo_id"), _in(tags.c.tag, "t", count))
     )
 
 
 @cache
-def images_named(count: int) -> Prepared:
-    """Each of ``count`` digests that is an image."""
+def images_named(count: int, pull_times: bool = True) -> Prepared:
+    """Each of ``count`` digests that is an image (and its pull time)."""
     return Prepared(
-        select(*IMAGE_COLUMNS).where(
-            images.c.repository_id == bindparam("repo_id"), _in(images.c.digest, "d", count)
-        )
+        select(*_image_columns(pull_times))
+        .select_from(IMAGES_FROM if pull_times else images)
+        .where(images.c.repository_id == bindparam("repo_id"), _in(images.c.digest, "d", count))
     )
 
 

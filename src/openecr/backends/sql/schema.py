@@ -3,7 +3,10 @@ a test keeps the two equal: a change here is a new migration).
 
 Timestamps are float seconds since the epoch (UTC). Rows of a repository carry its id; no
 foreign keys are declared, so deleting a repository deletes its rows explicitly. The images
-table of older data dirs still has a ``last_pull`` column, never written, that nothing reads.
+table of older data dirs still has a ``last_pull`` column, never written, that nothing reads;
+its ``last_pulled_at`` column is no longer written or read either (pull times live in
+``image_pulls`` since migration 0004; the column stays so replicas of an older version keep
+working during a rolling upgrade).
 """
 
 from __future__ import annotations
@@ -57,12 +60,24 @@ images = Table(
     Column("storage_class", String(16)),  # NULL: STANDARD (the common case reads cheapest)
     Column("last_archived_at", Double),
     Column("last_activated_at", Double),
-    Column("last_pulled_at", Double),
+    Column("last_pulled_at", Double),  # unused since 0004: see image_pulls
     UniqueConstraint("repository_id", "digest", name="uq_image_digest"),
     Index("ix_images_subject", "repository_id", "subject"),
     # a repository's images in push order (ListImages, DescribeImages, the web page, both
     # directions) without a sort, and its count and size from the index alone
     Index("ix_images_repository_seq", "repository_id", "id", "size", "pushed_at"),
+)
+
+# each image's lastRecordedPullTime, apart from the wide images rows (manifests are stored
+# inline): recording the pulls of thousands of images rewrites a few short pages, not every page
+# of the images table, so reads keep their cached and memory-mapped pages
+image_pulls = Table(
+    "image_pulls",
+    metadata,
+    Column("repository_id", Integer, nullable=False),
+    Column("digest", String(140), nullable=False),
+    Column("last_pulled_at", Double, nullable=False),
+    PrimaryKeyConstraint("repository_id", "digest"),
 )
 
 tags = Table(

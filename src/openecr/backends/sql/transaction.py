@@ -32,12 +32,14 @@ from openecr.backends.sql.prepared import (
     GET_REPOSITORY_DOCUMENT,
     GET_TAG,
     IMAGE_COLUMNS,
+    IMAGES_FROM,
     INSERT_IMAGE,
     INSERT_IMAGE_BLOB,
     INSERT_TAG,
     LOOKUP_IMAGE,
     REPOSITORY_COLUMNS,
     TAGS_OF,
+    Prepared,
     chunks,
     images_named,
     images_tagged,
@@ -50,6 +52,7 @@ from openecr.backends.sql.schema import (
     blobs,
     documents,
     image_blobs,
+    image_pulls,
     image_refs,
     images,
     repositories,
@@ -73,23 +76,34 @@ from openecr.domain.model import (
 from openecr.domain.storage import StorageTotals
 
 _c = images.c
-RECORD_PULL = (
-    update(images)
-    .where(
-        _c.repository_id == bindparam("repo_id"),
-        _c.digest == bindparam("image_digest"),
-        (_c.last_pulled_at.is_(None)) | (_c.last_pulled_at < bindparam("at")),
+_p = image_pulls.c
+
+
+def _record_pull(on_image: bool) -> Any:
+    """An upsert of one image's pull time (bound: ``repo_id``, ``image_digest``, ``at``) that
+    never moves a time back. ``on_image``: insert only for an image that exists (SQLite; on
+    PostgreSQL the writer holds the image's row, so it exists)."""
+    values: tuple[Any, ...] = (bindparam("repo_id"), bindparam("image_digest"), bindparam("at"))
+    columns = ["repository_id", "digest", "last_pulled_at"]
+    if on_image:
+        stmt: Any = sqlite_insert(image_pulls).from_select(
+            columns,
+            select(_c.repository_id, _c.digest, values[2]).where(
+                _c.repository_id == values[0], _c.digest == values[1]
+            ),
+        )
+    else:
+        stmt = pg_insert(image_pulls).values(dict(zip(columns, values, strict=True)))
+    return stmt.on_conflict_do_update(
+        index_elements=[_p.repository_id, _p.digest],
+        set_={"last_pulled_at": stmt.excluded.last_pulled_at},
+        where=_p.last_pulled_at < stmt.excluded.last_pulled_at,
     )
-    .values(last_pulled_at=bindparam("at"))
-)
-RECORD_PULL_BY_ID = (
-    update(images)
-    .where(
-        _c.id == bindparam("image_id"),
-        (_c.last_pulled_at.is_(None)) | (_c.last_pulled_at < bindparam("at")),
-    )
-    .values(last_pulled_at=bindparam("at"))
-)
+
+
+# on the DBAPI cursor: SQLAlchemy's per-row parameter work would cost more than the upserts
+RECORD_PULL = Prepared(_record_pull(on_image=True))  # SQLite
+RECORD_PULL_HELD = Prepared(_record_pull(on_image=False))  # PostgreSQL
 PULL_CHUNK = 1000  # images per row-value IN list (PostgreSQL takes at most 65535 parameters)
 
 
@@ -208,6 +222,7 @@ class SqlTransaction:
         self._lock_repository(repo_id)
         for table in (
             images,
+            image_pulls,  # after images: the pull-time writer holds an image's row first
             tags,
             image_refs,
             image_blobs,
@@ -248,19 +263,24 @@ class SqlTransaction:
         digests: Collection[str],
         *,
         every_tag: bool = False,
+        pull_times: bool = True,
     ) -> ImageSnapshot:
         self._lock_repository(repo_id)
         targets: dict[str, str] = {}
         found: dict[str, ImageRecord] = {}
         for chunk in chunks(list(dict.fromkeys(tags))):
             params = numbered("t", chunk)
-            for row in images_tagged(len(chunk)).rows(self.conn, repo_id=repo_id, **params):
+            for row in images_tagged(len(chunk), pull_times).rows(
+                self.conn, repo_id=repo_id, **params
+            ):
                 targets[row[0]] = row[3]
                 found.setdefault(row[3], image_from(row[1:]))
         asked = [d for d in dict.fromkeys(digests) if d not in found]
         for chunk in chunks(asked):
             params = numbered("d", chunk)
-            for row in images_named(len(chunk)).rows(self.conn, repo_id=repo_id, **params):
+            for row in images_named(len(chunk), pull_times).rows(
+                self.conn, repo_id=repo_id, **params
+            ):
                 found[row[2]] = image_from(row)
         tags_by_digest: dict[str, list[str]] = {}
         listed = list(found) if every_tag else [d for d in dict.fromkeys(digests) if d in found]
@@ -317,6 +337,12 @@ class SqlTransaction:
         self.conn.execute(
             delete(images).where(images.c.repository_id == repo_id, images.c.digest == digest)
         )
+        # after the image's row: the pull-time writer holds that row while it writes this one
+        self.conn.execute(
+            delete(image_pulls).where(
+                image_pulls.c.repository_id == repo_id, image_pulls.c.digest == digest
+            )
+        )
 
     def list_images(
         self,
@@ -327,7 +353,8 @@ class SqlTransaction:
         storage_class: str | None = None,
     ) -> list[ImageView]:
         self._lock_repository(repo_id)
-        query = select(*IMAGE_COLUMNS).where(images.c.repository_id == repo_id)
+        query = select(*IMAGE_COLUMNS).select_from(IMAGES_FROM)
+        query = query.where(images.c.repository_id == repo_id)
         if storage_class == "STANDARD":
             query = query.where(images.c.storage_class.is_(None))
         elif storage_class is not None:
@@ -368,7 +395,8 @@ class SqlTransaction:
         }
 
     def recent_images(self, repo_id: int, before: int | None, limit: int) -> list[ImageView]:
-        query = select(*IMAGE_COLUMNS).where(images.c.repository_id == repo_id)
+        query = select(*IMAGE_COLUMNS).select_from(IMAGES_FROM)
+        query = query.where(images.c.repository_id == repo_id)
         if before is not None:
             query = query.where(images.c.id < before)
         rows = self.conn.execute(query.order_by(images.c.id.desc()).limit(limit))
@@ -412,9 +440,8 @@ class SqlTransaction:
             return []
         if not self.locking:  # SQLite: the transaction has the whole database
             # one statement run once per image (executemany): the writer holds the GIL briefly
-            self.conn.execute(
-                RECORD_PULL,
-                [{"repo_id": r, "image_digest": d, "at": ts(at)} for r, d, at in pulls],
+            RECORD_PULL.execute_many(
+                self.conn, [{"repo_id": r, "image_digest": d, "at": ts(at)} for r, d, at in pulls]
             )
             return []
         # PostgreSQL: lock the images' rows that no other transaction holds (in id order) and
@@ -444,10 +471,14 @@ class SqlTransaction:
                     for r in stored
                     if (r.repository_id, r.digest) not in held
                 )
-        if held:
-            self.conn.execute(
-                RECORD_PULL_BY_ID,
-                [{"image_id": i, "at": ts(wanted[key])} for key, i in sorted(held.items())],
+        if held:  # in id order, as locked: only deletes that hold the image touch its row
+            in_order = sorted(held.items(), key=lambda item: item[1])
+            RECORD_PULL_HELD.execute_many(
+                self.conn,
+                [
+                    {"repo_id": r, "image_digest": d, "at": ts(wanted[(r, d)])}
+                    for (r, d), _ in in_order
+                ],
             )
         return busy
 
@@ -505,6 +536,7 @@ class SqlTransaction:
         self._lock_repository(repo_id)
         rows = self.conn.execute(
             select(*IMAGE_COLUMNS)
+            .select_from(IMAGES_FROM)
             .where(images.c.repository_id == repo_id, images.c.subject == subject)
             .order_by(images.c.id)
         )
