@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
@@ -79,31 +80,35 @@ _c = images.c
 _p = image_pulls.c
 
 
-def _record_pull(on_image: bool) -> Any:
-    """An upsert of one image's pull time (bound: ``repo_id``, ``image_digest``, ``at``) that
-    never moves a time back. ``on_image``: insert only for an image that exists (SQLite; on
-    PostgreSQL the writer holds the image's row, so it exists)."""
-    values: tuple[Any, ...] = (bindparam("repo_id"), bindparam("image_digest"), bindparam("at"))
-    columns = ["repository_id", "digest", "last_pulled_at"]
-    if on_image:
-        stmt: Any = sqlite_insert(image_pulls).from_select(
-            columns,
-            select(_c.repository_id, _c.digest, values[2]).where(
-                _c.repository_id == values[0], _c.digest == values[1]
-            ),
+def _record_pull_held() -> Prepared:
+    """PostgreSQL: an upsert of one image's pull time (bound: ``repo_id``, ``image_digest``,
+    ``at``) that never moves a time back; the writer holds the image's row, so it exists."""
+    stmt = pg_insert(image_pulls).values(
+        repository_id=bindparam("repo_id"),
+        digest=bindparam("image_digest"),
+        last_pulled_at=bindparam("at"),
+    )
+    return Prepared(
+        stmt.on_conflict_do_update(
+            index_elements=[_p.repository_id, _p.digest],
+            set_={"last_pulled_at": stmt.excluded.last_pulled_at},
+            where=_p.last_pulled_at < stmt.excluded.last_pulled_at,
         )
-    else:
-        stmt = pg_insert(image_pulls).values(dict(zip(columns, values, strict=True)))
-    return stmt.on_conflict_do_update(
-        index_elements=[_p.repository_id, _p.digest],
-        set_={"last_pulled_at": stmt.excluded.last_pulled_at},
-        where=_p.last_pulled_at < stmt.excluded.last_pulled_at,
     )
 
 
-# on the DBAPI cursor: SQLAlchemy's per-row parameter work would cost more than the upserts
-RECORD_PULL = Prepared(_record_pull(on_image=True))  # SQLite
-RECORD_PULL_HELD = Prepared(_record_pull(on_image=False))  # PostgreSQL
+RECORD_PULL_HELD = _record_pull_held()  # PostgreSQL
+# SQLite: every image of a JSON array [[repository id, digest, time], ...] that exists
+RECORD_PULLS_SQLITE = (
+    "INSERT INTO image_pulls (repository_id, digest, last_pulled_at)"
+    " SELECT i.repository_id, i.digest, json_extract(j.value, '$[2]')"
+    " FROM json_each(?) AS j JOIN images AS i"
+    " ON i.repository_id = json_extract(j.value, '$[0]')"
+    " AND i.digest = json_extract(j.value, '$[1]')"
+    " WHERE true"  # SQLite's parser needs it before an upsert's ON CONFLICT
+    " ON CONFLICT (repository_id, digest) DO UPDATE SET last_pulled_at = excluded.last_pulled_at"
+    " WHERE image_pulls.last_pulled_at < excluded.last_pulled_at"
+)
 PULL_CHUNK = 1000  # images per row-value IN list (PostgreSQL takes at most 65535 parameters)
 
 
@@ -439,10 +444,12 @@ class SqlTransaction:
         if not pulls:
             return []
         if not self.locking:  # SQLite: the transaction has the whole database
-            # one statement run once per image (executemany): the writer holds the GIL briefly
-            RECORD_PULL.execute_many(
-                self.conn, [{"repo_id": r, "image_digest": d, "at": ts(at)} for r, d, at in pulls]
-            )
+            # one statement for every image (a JSON array of them): the driver releases the GIL
+            # once, where a statement per image (executemany) would hand it back and forth with
+            # the request threads once per image, slowing them far more than the writes cost
+            stamps = {at: ts(at) for at in {at for _, _, at in pulls}}  # a few per flush
+            batch = json.dumps([[r, d, stamps[at]] for r, d, at in pulls])
+            self.conn.exec_driver_sql(RECORD_PULLS_SQLITE, (batch,))
             return []
         # PostgreSQL: lock the images' rows that no other transaction holds (in id order) and
         # skip the others, so this never waits for a lock and no write can deadlock with it
