@@ -3,6 +3,7 @@ the writer (and again after they are lifted), on a real SQLite metadata store.""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -95,6 +96,67 @@ def test_a_burst_of_first_pulls_is_written_over_several_flushes(tmp_path: Path) 
         assert recorder.flush() == 5
         assert recorder.flush() == 0
         assert all(_pulled(store, repo_id, digest) == T0 for digest in many)
+    finally:
+        recorder.close()
+        store.close()
+
+
+def _pull_steadily(
+    recorder: PullRecorder, repo_id: int, digests: list[str], seconds: float
+) -> list[str]:
+    """Note a new image every 20 ms for ``seconds`` (pulls that keep coming); the noted."""
+    noted: list[str] = []
+    deadline = time.monotonic() + seconds
+    for digest in digests:
+        if time.monotonic() >= deadline:
+            break
+        recorder.note(repo_id, [digest], REGISTRY)
+        noted.append(digest)
+        time.sleep(0.02)
+    return noted
+
+
+def _wait_written(store: SqlMetadataStore, repo_id: int, digests: list[str]) -> float:
+    """Seconds until every one of ``digests`` has a pull time (at most 10)."""
+    start = time.monotonic()
+    while any(_pulled(store, repo_id, d) is None for d in digests):
+        assert time.monotonic() - start < 10, "pull times were not written"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def test_times_are_written_once_the_pulls_pause(tmp_path: Path) -> None:
+    """While pulls keep coming the writer waits (a burst is served without writes beside it);
+    a second without a new pull and it writes them all, with their pull times."""
+    store, repo_id, _ = _store(tmp_path)
+    many = [f"sha256:{i:064x}" for i in range(100, 400)]
+    with store.write() as tx:
+        for digest in many:
+            tx.insert_image(ImageRecord(repo_id, digest, b"{}", "application/json", None, 2, T0))
+    recorder = PullRecorder(store, max_delay=timedelta(minutes=5))
+    try:
+        noted = _pull_steadily(recorder, repo_id, many, 3.5)
+        assert all(_pulled(store, repo_id, d) is None for d in noted)  # nothing written yet
+        assert _wait_written(store, repo_id, noted) < 3
+    finally:
+        recorder.close()
+        store.close()
+
+
+def test_sustained_pulls_get_their_times_written_within_max_delay(tmp_path: Path) -> None:
+    store, repo_id, _ = _store(tmp_path)
+    many = [f"sha256:{i:064x}" for i in range(100, 400)]
+    with store.write() as tx:
+        for digest in many:
+            tx.insert_image(ImageRecord(repo_id, digest, b"{}", "application/json", None, 2, T0))
+    recorder = PullRecorder(store, max_delay=timedelta(seconds=1))
+    try:
+        first = many[:5]
+        for digest in first:
+            recorder.note(repo_id, [digest], REGISTRY)
+        _pull_steadily(recorder, repo_id, many[5:], 4)  # never a quiet second
+        # the first ones were written while the pulls went on: after max_delay, at a look
+        assert all(_pulled(store, repo_id, d) is not None for d in first)
     finally:
         recorder.close()
         store.close()

@@ -1,8 +1,11 @@
 """Pull times (``lastRecordedPullTime``) recorded off the request path.
 
-A pull notes ``(repository, digest, time)`` in memory; a background thread writes what was
-noted in one transaction every :data:`FLUSH_SECONDS` (at most :data:`FLUSH_MAX` images each,
-the rest at the next), so a pull never waits on a write. The times are rows of their own
+A pull notes ``(repository, digest, time)`` in memory, so a pull never waits on a write; a
+background thread looks every :data:`FLUSH_SECONDS` and writes what was noted in one
+transaction (at most :data:`FLUSH_MAX` images each, the rest at the next) once a look finds no
+new note since the last (the pulls paused), or once the oldest note has waited
+:data:`MAX_DELAY`. A burst of pulls is served without the writes beside it, and the time
+written is still each image's pull time, not the time of the write. The times are rows of their own
 (``image_pulls`` in the SQL store), so writing them leaves the pages of the images alone.
 
 At most one write per image per window of ``interval`` and process (ECR refreshes the time at
@@ -42,6 +45,9 @@ FLUSH_SECONDS = 1.0
 # the writer never holds the GIL and the database's write lock for long
 FLUSH_MAX = 2000
 DEFAULT_INTERVAL = timedelta(minutes=1)
+# while pulls keep coming, the longest a noted time waits to be written (it is written sooner,
+# at the writer's next look, once a second passes without a new note)
+MAX_DELAY = timedelta(minutes=1)
 
 # (registry id, principal ARN) -> whether the principal's pulls leave pull times alone
 Excluded = Callable[[str, str], bool]
@@ -56,6 +62,7 @@ class PullRecorder:
         clock: Clock = utcnow,
         interval: timedelta = DEFAULT_INTERVAL,
         excluded: Excluded | None = None,
+        max_delay: timedelta = MAX_DELAY,
     ) -> None:
         self.meta = meta
         self.clock = clock
@@ -68,6 +75,8 @@ class PullRecorder:
         self._window_started = clock()
         # what pulls noted, for the writer: deque.append and popleft are atomic
         self._queue: deque[tuple[Who, set[str], datetime]] = deque()
+        self.max_delay = max_delay
+        self._looked = 0  # the queue's length at the writer's last look
         self._wake = threading.Event()
         self._stopped = False
         self._thread: threading.Thread | None = None
@@ -105,14 +114,18 @@ class PullRecorder:
                 )
                 self._thread.start()
 
+    def _rotate(self) -> None:
+        """Start a new window once ``interval`` has passed (under ``_lock``)."""
+        now = self.clock()
+        if now - self._window_started >= self.interval:
+            self._window = {}
+            self._window_started = now
+
     def flush(self) -> int:
         """Write what was noted (starting a new window once ``interval`` has passed); return
         how many images it wrote."""
         with self._lock:
-            now = self.clock()
-            if now - self._window_started >= self.interval:
-                self._window = {}
-                self._window_started = now
+            self._rotate()
             due = self._included(self._take())
             if not due:
                 return 0
@@ -170,9 +183,31 @@ class PullRecorder:
                     latest[image] = at
         return latest
 
+    def _due(self) -> bool:
+        """Whether the writer writes now: when nothing was noted since its last look (the
+        pulls have paused), or when the oldest note has waited ``max_delay``. So a burst of
+        pulls is served first and its times are written once it is over, and sustained pulls
+        get their times written at least every ``max_delay``."""
+        queue = self._queue
+        size = len(queue)
+        quiet = size == self._looked
+        self._looked = size
+        if not size:
+            return False
+        try:
+            oldest = queue[0][2]
+        except IndexError:  # taken meanwhile (close)
+            return False
+        return quiet or self.clock() - oldest >= self.max_delay
+
     def _run(self) -> None:
         while not self._wake.wait(FLUSH_SECONDS):
-            self.flush()
+            if self._due():
+                self.flush()
+                self._looked = len(self._queue)  # what is left is written when quiet or old
+            else:
+                with self._lock:
+                    self._rotate()
 
     def close(self) -> None:
         """Stop the thread and write what is left."""
