@@ -33,6 +33,16 @@ def _store(tmp_path: Path) -> tuple[SqlMetadataStore, int, list[str]]:
     return store, repo.id, digests
 
 
+def _store_with(tmp_path: Path, count: int) -> tuple[SqlMetadataStore, int, list[str]]:
+    """A store whose repository also holds ``count`` more images; those images' digests."""
+    store, repo_id, _ = _store(tmp_path)
+    many = [f"sha256:{i:064x}" for i in range(100, 100 + count)]
+    with store.write() as tx:
+        for digest in many:
+            tx.insert_image(ImageRecord(repo_id, digest, b"{}", "application/json", None, 2, T0))
+    return store, repo_id, many
+
+
 def _pulled(store: SqlMetadataStore, repo_id: int, digest: str) -> datetime | None:
     with store.read() as tx:
         found = tx.get_image(repo_id, digest)
@@ -84,11 +94,7 @@ def test_excluded_principals_are_checked_again_once_lifted(tmp_path: Path) -> No
 
 
 def test_a_burst_of_first_pulls_is_written_over_several_flushes(tmp_path: Path) -> None:
-    store, repo_id, _ = _store(tmp_path)
-    many = [f"sha256:{i:064x}" for i in range(100, 100 + FLUSH_MAX + 5)]
-    with store.write() as tx:
-        for digest in many:
-            tx.insert_image(ImageRecord(repo_id, digest, b"{}", "application/json", None, 2, T0))
+    store, repo_id, many = _store_with(tmp_path, FLUSH_MAX + 5)
     recorder = PullRecorder(store, clock=Clock())
     try:
         recorder.note(repo_id, many, REGISTRY)
@@ -128,11 +134,7 @@ def _wait_written(store: SqlMetadataStore, repo_id: int, digests: list[str]) -> 
 def test_times_are_written_once_the_pulls_pause(tmp_path: Path) -> None:
     """While pulls keep coming the writer waits (a burst is served without writes beside it);
     a second without a new pull and it writes them all, with their pull times."""
-    store, repo_id, _ = _store(tmp_path)
-    many = [f"sha256:{i:064x}" for i in range(100, 400)]
-    with store.write() as tx:
-        for digest in many:
-            tx.insert_image(ImageRecord(repo_id, digest, b"{}", "application/json", None, 2, T0))
+    store, repo_id, many = _store_with(tmp_path, 300)
     recorder = PullRecorder(store, max_delay=timedelta(minutes=5))
     try:
         noted = _pull_steadily(recorder, repo_id, many, 3.5)
@@ -144,11 +146,7 @@ def test_times_are_written_once_the_pulls_pause(tmp_path: Path) -> None:
 
 
 def test_sustained_pulls_get_their_times_written_within_max_delay(tmp_path: Path) -> None:
-    store, repo_id, _ = _store(tmp_path)
-    many = [f"sha256:{i:064x}" for i in range(100, 400)]
-    with store.write() as tx:
-        for digest in many:
-            tx.insert_image(ImageRecord(repo_id, digest, b"{}", "application/json", None, 2, T0))
+    store, repo_id, many = _store_with(tmp_path, 300)
     recorder = PullRecorder(store, max_delay=timedelta(seconds=1))
     try:
         first = many[:5]

@@ -9,6 +9,7 @@ does nothing.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from alembic import command
@@ -16,6 +17,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.exc import OperationalError
 
 MIGRATION_LOCK_KEY = 0x6F70656E656373  # "openecs": the advisory lock migrations run under
 
@@ -42,9 +44,31 @@ def current(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
+# SQLite: how often a migration refused "database is locked" is tried again, and the pause
+LOCKED_ATTEMPTS = 10
+LOCKED_PAUSE = 0.2
+
+
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Bring the database to the newest revision; returns (revision before, revision after).
-    ``engine`` begins write transactions (SQLite: ``BEGIN IMMEDIATE``)."""
+    ``engine`` begins write transactions (SQLite: ``BEGIN IMMEDIATE``).
+
+    On SQLite a refusal with "database is locked" is tried again (up to
+    :data:`LOCKED_ATTEMPTS` times): several processes or threads creating one new database
+    file can meet one that is still setting the file up (its switch to WAL), where SQLite
+    answers at once instead of waiting the busy timeout."""
+    for attempt in range(1, LOCKED_ATTEMPTS + 1):
+        try:
+            return _upgrade(engine)
+        except OperationalError as error:
+            locked = engine.dialect.name == "sqlite" and "database is locked" in str(error)
+            if not locked or attempt == LOCKED_ATTEMPTS:
+                raise
+            time.sleep(LOCKED_PAUSE * attempt)
+    raise AssertionError("unreachable")
+
+
+def _upgrade(engine: Engine) -> tuple[str | None, str]:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))

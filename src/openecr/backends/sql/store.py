@@ -57,9 +57,11 @@ class SqlMetadataStore:
             def _connect(dbapi_conn: Any, _record: Any) -> None:
                 dbapi_conn.isolation_level = None
                 cursor = dbapi_conn.cursor()
+                # first: switching a new database to WAL waits for the lock of a process or
+                # thread that is creating it too (else the driver's 5 s could run out)
+                cursor.execute("PRAGMA busy_timeout=30000")
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=FULL")
-                cursor.execute("PRAGMA busy_timeout=30000")
                 if not immediate:  # readers map the file: no copy into each page cache
                     cursor.execute("PRAGMA mmap_size=268435456")
                 cursor.close()
