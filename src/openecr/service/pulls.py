@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from openecr.ports.metadata import MetadataStore
@@ -129,23 +129,25 @@ class PullRecorder:
             due = self._included(self._take())
             if not due:
                 return 0
-            if len(due) > FLUSH_MAX:
-                later = list(due.items())[FLUSH_MAX:]
-                due = dict(list(due.items())[:FLUSH_MAX])
-                for (repo_id, digest), at in later:
-                    self._queue.append((("", None, repo_id), {digest}, at))
+            items = [(r, d, at) for (r, d), at in due.items()]
+            items, later = items[:FLUSH_MAX], items[FLUSH_MAX:]
+            self._requeue(later)  # written at the next flush
             try:
                 with self.meta.write() as tx:
-                    busy = tx.record_pulls([(r, d, at) for (r, d), at in due.items()])
+                    busy = tx.record_pulls(items)
             except Exception:  # the store is failing: keep the times for the next try
-                log.exception("recording %d pull times failed", len(due))
-                for (repo_id, digest), at in due.items():
-                    self._queue.append((("", None, repo_id), {digest}, at))
+                log.exception("recording %d pull times failed", len(items))
+                self._requeue(items)
                 return 0
             # images another transaction held (it never waits for them): the next flush
-            for repo_id, digest, at in busy:
-                self._queue.append((("", None, repo_id), {digest}, at))
-            return len(due) - len(busy)
+            self._requeue(busy)
+            return len(items) - len(busy)
+
+    def _requeue(self, images: Sequence[tuple[int, str, datetime]]) -> None:
+        """Put ``(repository id, digest, time)`` back for the next flush (exclusions were
+        already applied: noted without a principal)."""
+        for repo_id, digest, at in images:
+            self._queue.append((("", None, repo_id), {digest}, at))
 
     def _take(self) -> list[tuple[Who, set[str], datetime]]:
         """What pulls noted since the last take."""
