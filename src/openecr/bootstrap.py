@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openecr.api import regions
-from openecr.api.background import Background
+from openecr.api.background import Background, ScopeSplit
 from openecr.api.http import Authenticator, create_app
 from openecr.api.lifecycle_schedule import LifecycleSchedule
 from openecr.api.observe import AccessLogHandler, Observed
@@ -394,12 +394,15 @@ def build_app(runtime: Runtime) -> ASGIApp:
     )
     app = create_app(runtime.registry, authenticate, page=page)
     replication = runtime.registry.replication
-    app = Background(app, replication.start, replication.stop)
-    observed = Observed(app, runtime.health, runtime.metrics, runtime.config.access_log)
-    app = LifecycleSchedule(
-        observed, _measured_lifecycle_run(runtime), runtime.config.lifecycle_interval
+    lifespan: ASGIApp = Background(app, replication.start, replication.stop)
+    lifespan = LifecycleSchedule(
+        lifespan, _measured_lifecycle_run(runtime), runtime.config.lifecycle_interval
     )
-    return LifecycleSchedule(app, _measured_gc_run(runtime), runtime.config.gc_interval, "gc")
+    lifespan = LifecycleSchedule(
+        lifespan, _measured_gc_run(runtime), runtime.config.gc_interval, "gc"
+    )
+    observed = Observed(app, runtime.health, runtime.metrics, runtime.config.access_log)
+    return ScopeSplit(observed, lifespan)
 
 
 class _ClosesRuntime:

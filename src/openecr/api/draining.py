@@ -63,6 +63,8 @@ def _small_body(scope: Scope) -> bool:
     each ``receive`` against it costs two tasks per request, more than a small call itself."""
     if scope.get("http_version") not in ("1.0", "1.1"):
         return False
+    if scope["method"] in ("GET", "HEAD"):  # no endpoint reads the body of these
+        return True
     declared = 0
     for name, value in scope["headers"]:
         if name == b"content-length":

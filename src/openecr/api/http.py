@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openecr.api import layer_urls, ui
 from openecr.api.ecr import protocol
+from openecr.api.ecr.operations import OPERATIONS
 from openecr.api.oci import OciApp
 from openecr.api.sigv4 import request_region
 from openecr.domain.digest import Digest
@@ -132,6 +133,8 @@ class EcrEndpoint:
             principal=principal,
         )
         target = headers.get("x-amz-target")
+        operation = (target or "").rpartition(".")[2]
+        scope["openecr.operation"] = operation if operation in OPERATIONS else "Unknown"
         # a pull that may fetch from a pull-through cache's upstream waits off the event loop
         try:
             inline = protocol.runs_inline(target) and not registry.images.may_fetch(

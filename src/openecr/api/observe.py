@@ -5,7 +5,9 @@ answer), ``/metrics`` (Prometheus), and one access log line per request.
 bytes in and out and the duration, counts them in :class:`~openecr.service.metrics.Metrics`
 by API and operation, and (unless the access log is off) writes one line to the
 ``openecr.access`` logger. The protocol apps leave the request's account (and, on ``/v2``,
-the token's account) in the ASGI scope as ``openecr.account`` / ``openecr.principal``.
+the token's account) in the ASGI scope as ``openecr.account`` / ``openecr.principal``, and
+the operation they routed the request to as ``openecr.operation`` (without it, the operation
+is worked out here from the path and headers).
 
 Text lines read::
 
@@ -21,8 +23,10 @@ fields by name (plus ``bytes_in``).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from typing import TextIO
 
 import anyio.to_thread
 import orjson
@@ -46,12 +50,34 @@ class AccessLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self) -> None:
         super().__init__()
         self.setFormatter(logging.Formatter("%(message)s"))
+        self._fd = _descriptor(self.stream)
+
+    def setStream(self, stream: TextIO) -> TextIO | None:
+        previous = super().setStream(stream)
+        self._fd = _descriptor(self.stream)
+        return previous
 
     def write_line(self, line: str) -> None:
-        try:  # noqa: SIM105 (contextlib.suppress costs a call per request)
-            self.stream.write(line + "\n")
+        """One line, written at once: straight to the stream's file descriptor when it has
+        one (what is buffered in the stream is flushed first, so lines keep their order)."""
+        try:
+            if self._fd is None:
+                self.stream.write(line + "\n")
+                return
+            data = (line + "\n").encode("utf-8", "backslashreplace")
+            while data:
+                data = data[os.write(self._fd, data) :]
         except (OSError, ValueError):  # stderr closed or full: the request is served anyway
             pass
+
+
+def _descriptor(stream: object) -> int | None:
+    """``stream``'s file descriptor, its buffer flushed; None for a stream without one."""
+    try:
+        stream.flush()  # type: ignore[attr-defined]
+        return int(stream.fileno())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return None
 
 
 def _access_writer() -> Callable[[str], None]:
@@ -82,6 +108,15 @@ def _principal_of(authorization: bytes) -> str:
     if not found:
         return "-"
     return rest.partition(b"/")[0][:128].decode("latin-1") or "-"
+
+
+def _ecr_operation(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The ECR operation an ``X-Amz-Target`` header names ("Unknown" for none)."""
+    for name, value in headers:
+        if name == b"x-amz-target":
+            target = value.decode("latin-1").rpartition(".")[2]
+            return target if target in OPERATIONS else "Unknown"
+    return "Unknown"
 
 
 def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int:
@@ -201,20 +236,16 @@ class Observed:
         if found is not None:
             api, operation = "ops", found[0]
         elif path == "/":
-            api, operation = "ecr", "Unknown"
-            for name, value in scope["headers"]:
-                if name == b"x-amz-target":
-                    target = value.decode("latin-1").rpartition(".")[2]
-                    if target in OPERATIONS:
-                        operation = target
-                elif (
-                    name == b"authorization"
-                    and self.access_log != "off"
-                    and "openecr.principal" not in scope  # no verified one: the key it names
-                ):
-                    principal = _principal_of(value)
+            api = "ecr"
+            operation = scope.get("openecr.operation") or _ecr_operation(scope["headers"])
+            if self.access_log != "off" and "openecr.principal" not in scope:
+                # no verified principal: the key the request names
+                for name, value in scope["headers"]:
+                    if name == b"authorization":
+                        principal = _principal_of(value)
         elif path.startswith("/v2") and (len(path) == 3 or path[3] == "/"):
-            api, operation = "oci", oci_operation(method, path)
+            api = "oci"
+            operation = scope.get("openecr.operation") or oci_operation(method, path)
         elif path.startswith("/openecr/layers/"):
             api, operation = "ecr", "DownloadLayer"
         elif path == "/openecr/health":

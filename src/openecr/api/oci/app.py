@@ -184,6 +184,7 @@ class OciApp:
         if found is None:
             raise RouteNotFound(f"No registry endpoint serves /v2{path}")
         handlers, name, ref = found
+        request.scope["openecr.operation"] = OPERATION_NAMES.get((id(handlers), method), "Unknown")
         handler = handlers.get(method)
         if handler is None:
             raise self.unsupported(method, path, tuple(handlers))
