@@ -8,7 +8,7 @@ PORT ?= 5000
 DATA_DIR ?= ./.openecr
 
 .PHONY: serve test test-fast lint typecheck install install-runtime clean bench bench-smoke bench-profile \
-	bench-scale cluster cluster-down cluster-stop
+	bench-scale bench-instructions cluster cluster-down cluster-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +95,13 @@ cluster-stop: cluster-down
 bench-scale: install
 	./scripts/install-test-deps wrk util-linux
 	$(BIN)/python -m bench.growth $(BENCH_ARGS)
+
+# CPU instructions per request, counted by valgrind in one process (deterministic, where timings on
+# a shared machine are not): BatchGetImage, /v2 manifest GET/HEAD, PutImage. `BENCH_ARGS="--baseline-src
+# ../base/src --no-pull-times"` adds another build's source tree and this build without pull times.
+bench-instructions: install
+	./scripts/install-test-deps valgrind
+	$(BIN)/python -m bench.instructions $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -159,7 +159,8 @@ class Transaction(Protocol):
         self, registry_id: str, name: str, tag: str | None, digest: str | None
     ) -> tuple[int | None, ImageRecord | None]:
         """A pull's lookup in one read: the repository's id (None: no such repository) and
-        the image ``tag`` names in it, or ``digest`` when no tag is given (None: absent)."""
+        the image ``tag`` names in it, or ``digest`` when no tag is given (None: absent). The
+        image's ``last_pulled_at`` may be None: a pull does not read pull times."""
         ...
 
     def images_with_subject(self, repo_id: int, subject: str) -> list[ImageRecord]:

@@ -246,28 +246,6 @@ GET_REPOSITORY_DOCUMENT = Prepared(
         repository_documents.c.kind == bindparam("kind"),
     )
 )
-# A pull's lookup in one statement (the hot path of every manifest GET): the repository, the
-# tag's digest (or the given digest) and the image, joined.
-LOOKUP_IMAGE = Prepared(
-    select(repositories.c.id, *IMAGE_COLUMNS)
-    .select_from(
-        repositories.outerjoin(
-            tags, and_(tags.c.repository_id == repositories.c.id, tags.c.tag == bindparam("tag"))
-        )
-        .outerjoin(
-            images,
-            and_(
-                images.c.repository_id == repositories.c.id,
-                images.c.digest == func.coalesce(tags.c.digest, bindparam("digest")),
-            ),
-        )
-        .outerjoin(image_pulls, PULLS_OF_IMAGE)
-    )
-    .where(
-        repositories.c.registry_id == bindparam("registry_id"),
-        repositories.c.name == bindparam("name"),
-    )
-)
 
 
 def _image_columns(pull_times: bool) -> tuple[Any, ...]:
@@ -275,6 +253,29 @@ def _image_columns(pull_times: bool) -> tuple[Any, ...]:
     if pull_times:
         return IMAGE_COLUMNS
     return (*IMAGE_COLUMNS[:-1], null().label("last_pulled_at"))
+
+
+# A pull's lookup in one statement (the hot path of every manifest GET): the repository, the
+# tag's digest (or the given digest) and the image, joined; a pull serves the manifest, so the
+# pull time is not read (NULL, no join)
+LOOKUP_IMAGE = Prepared(
+    select(repositories.c.id, *_image_columns(False))
+    .select_from(
+        repositories.outerjoin(
+            tags, and_(tags.c.repository_id == repositories.c.id, tags.c.tag == bindparam("tag"))
+        ).outerjoin(
+            images,
+            and_(
+                images.c.repository_id == repositories.c.id,
+                images.c.digest == func.coalesce(tags.c.digest, bindparam("digest")),
+            ),
+        )
+    )
+    .where(
+        repositories.c.registry_id == bindparam("registry_id"),
+        repositories.c.name == bindparam("name"),
+    )
+)
 
 
 @cache
