@@ -696,17 +696,25 @@ def up(root: Path, replicas: int, port: int, stats_port: int) -> int:
             return 1
         down(root)  # the leftovers of a killed one
     stop = False
+    started = False
 
     def on_signal(signum: int, frame: object) -> None:
+        """Ctrl-C or SIGTERM: while starting, interrupt at once; once started, only say stop.
+        An exception raised in the watching loop could land inside ``Popen.poll`` between
+        taking its lock and the ``try`` that frees it, and every later ``wait`` on that
+        replica would then block for ever."""
         nonlocal stop
         stop = True
-        raise KeyboardInterrupt
+        if not started:
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     cluster = LocalCluster(root, replicas, port, stats_port)
     try:
         print("starting PostgreSQL, SeaweedFS, the replicas and haproxy ...", flush=True)
         cluster.start()
+        started = True
         print(cluster.usage(), flush=True)
         while not stop:
             time.sleep(1)
