@@ -153,7 +153,8 @@ def _build(data_dir: Path, pull_times: bool) -> tuple[Any, Any]:
         from openecr.api.observe import AccessLogHandler
 
         handler = AccessLogHandler()
-        handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
+        # line-buffered, as stderr is: every line is written at once
+        handler.setStream(open(os.devnull, "w", buffering=1))  # noqa: SIM115
         access = logging.getLogger("openecr.access")
         access.handlers[:] = [handler]
         access.setLevel(logging.INFO)
