@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.report import SERVER_ORDER
-
 COLOURS = {
     "openecr": "#1f77b4",
     "moto": "#ff7f0e",
@@ -21,7 +19,9 @@ COLOURS = {
 }
 
 
-def draw(results: dict[str, Any], png: Path) -> None:
+def draw(results: dict[str, Any], png: Path, order: list[str]) -> None:
+    """The chart of ``results`` into ``png``, each row's servers in ``order`` (runs in the bench
+    tools' environment, which has matplotlib but not the bench's own dependencies)."""
     matplotlib = importlib.import_module("matplotlib")
     matplotlib.use("Agg")
     plt = importlib.import_module("matplotlib.pyplot")
@@ -31,7 +31,8 @@ def draw(results: dict[str, Any], png: Path) -> None:
     figure, axes = plt.subplots(lines, columns, figsize=(4.2 * columns, 3.0 * lines))
     flat = list(axes.flat) if hasattr(axes, "flat") else [axes]
     for axis, row in zip(flat, rows, strict=False):
-        servers = [s for s in SERVER_ORDER if s in row["servers"]]
+        servers = [s for s in order if s in row["servers"]]
+        servers += [s for s in row["servers"] if s not in servers]
         values = [row["servers"][s].get("median", 0.0) for s in servers]
         bars = axis.bar(servers, values, color=[COLOURS.get(s, "grey") for s in servers])
         for bar, server in zip(bars, servers, strict=True):
@@ -67,7 +68,7 @@ def draw(results: dict[str, Any], png: Path) -> None:
 
 def main(argv: list[str]) -> int:
     raw, png = Path(argv[0]), Path(argv[1])
-    draw(json.loads(raw.read_text()), png)
+    draw(json.loads(raw.read_text()), png, argv[2].split(",") if len(argv) > 2 else [])
     return 0
 
 

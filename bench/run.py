@@ -128,7 +128,7 @@ def chart(raw: Path, png: Path) -> str | None:
     """Draw the chart with the bench tools' matplotlib; returns why not, if it could not."""
     python = TOOLS_PYTHON if TOOLS_PYTHON.exists() else Path(sys.executable)
     done = subprocess.run(
-        [str(python), "-m", "bench.chart", str(raw), str(png)],
+        [str(python), "-m", "bench.chart", str(raw), str(png), ",".join(report.SERVER_ORDER)],
         cwd=ROOT,
         capture_output=True,
         text=True,
