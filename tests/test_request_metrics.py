@@ -25,7 +25,7 @@ def _exposition(counts: object) -> str:
     else:
         counts = _SharedRequestCounts(registry)
     for request in REQUESTS:
-        counts.add(*request)  # type: ignore[attr-defined]
+        counts.add(request)  # type: ignore[attr-defined]
     return generate_latest(registry).decode()
 
 

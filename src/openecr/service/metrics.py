@@ -82,6 +82,8 @@ class _StorageCollector(Collector):
 
 # the buckets' "le" labels, as prometheus_client's Histogram writes them
 BUCKET_LABELS = [floatToGoString(b) for b in DURATION_BUCKETS] + ["+Inf"]  # type: ignore[no-untyped-call]
+# one answered request: api, operation, status, seconds, request and response body bytes
+Request = tuple[str, str, int, float, int, int]
 REQUESTS = (
     "openecr_requests",
     "HTTP requests answered, by API (ecr, oci, ops, other), operation and status",
@@ -106,15 +108,8 @@ class _RequestCounts(Collector):
         self._durations: dict[tuple[str, str], list[float]] = {}
         self._bytes: dict[str, list[int]] = {}  # api -> [in, out]
 
-    def add(
-        self,
-        api: str,
-        operation: str,
-        status: int,
-        seconds: float,
-        bytes_in: int,
-        bytes_out: int,
-    ) -> None:
+    def add(self, request: Request) -> None:
+        api, operation, status, seconds, bytes_in, bytes_out = request
         key = (api, operation, status)
         with self._lock:
             requests = self._requests
@@ -170,15 +165,8 @@ class _SharedRequestCounts:
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._api_bytes: dict[str, tuple[Counter, Counter]] = {}
 
-    def add(
-        self,
-        api: str,
-        operation: str,
-        status: int,
-        seconds: float,
-        bytes_in: int,
-        bytes_out: int,
-    ) -> None:
+    def add(self, request: Request) -> None:
+        api, operation, status, seconds, bytes_in, bytes_out = request
         key = (api, operation, status)
         children = self._children.get(key)
         if children is None:
@@ -242,7 +230,7 @@ class Metrics:
         bytes_out: int,
     ) -> None:
         """Count one answered request (``operation`` must come from a bounded set)."""
-        self._request_counts.add(api, operation, status, seconds, bytes_in, bytes_out)
+        self._request_counts.add((api, operation, status, seconds, bytes_in, bytes_out))
 
     def image_pushed(self, _pushed: object = None) -> None:
         """An image was pushed (an ``ImageService.on_push`` listener)."""
