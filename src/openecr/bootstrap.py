@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openecr.api import regions
-from openecr.api.background import Background, ScopeSplit
+from openecr.api.background import Background
 from openecr.api.http import Authenticator, create_app
 from openecr.api.lifecycle_schedule import LifecycleSchedule
 from openecr.api.observe import AccessLogHandler, Observed
@@ -401,8 +401,8 @@ def build_app(runtime: Runtime) -> ASGIApp:
     lifespan = LifecycleSchedule(
         lifespan, _measured_gc_run(runtime), runtime.config.gc_interval, "gc"
     )
-    observed = Observed(app, runtime.health, runtime.metrics, runtime.config.access_log)
-    return ScopeSplit(observed, lifespan)
+    # the lifespan-only wrappers (background work, schedules) stay off every request's path
+    return Observed(app, runtime.health, runtime.metrics, runtime.config.access_log, lifespan)
 
 
 class _ClosesRuntime:

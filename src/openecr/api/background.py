@@ -31,17 +31,3 @@ class Background:
             return message
 
         await self.app(scope, receive_stopping, send_started)
-
-
-class ScopeSplit:
-    """Requests to ``http``, the lifespan to ``lifespan``: the wrappers that only act on the
-    lifespan (background work, schedules) stay off the path of every request."""
-
-    def __init__(self, http: ASGIApp, lifespan: ASGIApp) -> None:
-        self.http = http
-        self.lifespan = lifespan
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            return await self.lifespan(scope, receive, send)
-        return await self.http(scope, receive, send)

@@ -9,7 +9,6 @@ serves the rest.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Mapping
 
 import anyio.to_thread
@@ -60,20 +59,24 @@ async def _read_body(receive: Receive, declared: str | None, limit: int) -> byte
             return b"".join(chunks)
 
 
+_CONTENT_TYPE = protocol.CONTENT_TYPE.encode()
+
+
 async def _send_ecr(send: Send, rendered: protocol.Response) -> None:
     headers = [
-        (b"content-type", protocol.CONTENT_TYPE.encode()),
+        (b"content-type", _CONTENT_TYPE),
         (b"content-length", str(len(rendered.body)).encode()),
         (b"x-amzn-requestid", rendered.request_id.encode()),
     ]
-    headers += [(k.lower().encode(), v.encode()) for k, v in rendered.headers.items()]
+    if rendered.headers:
+        headers += [(k.lower().encode(), v.encode()) for k, v in rendered.headers.items()]
     await send({"type": "http.response.start", "status": rendered.status, "headers": headers})
     await send({"type": "http.response.body", "body": rendered.body})
 
 
 def _method_not_allowed(method: str) -> protocol.Response:
     error = UnknownOperation(f"The method {method} is not supported on /")
-    rendered = protocol.error_response(error, str(uuid.uuid4()))
+    rendered = protocol.error_response(error, protocol.new_request_id())
     return protocol.Response(
         405, rendered.body, rendered.request_id, {**rendered.headers, "Allow": "POST"}
     )
@@ -81,7 +84,7 @@ def _method_not_allowed(method: str) -> protocol.Response:
 
 def _download_error(error: OpenEcrError, status: int) -> Response:
     """An ECR error body (rendered as the ECR API renders it) for a layer download URL."""
-    rendered = protocol.error_response(error, str(uuid.uuid4()))
+    rendered = protocol.error_response(error, protocol.new_request_id())
     headers = {**rendered.headers, "x-amzn-RequestId": rendered.request_id}
     return Response(rendered.body, status, headers, media_type="application/json")
 
@@ -123,7 +126,7 @@ class EcrEndpoint:
         except _Disconnected:
             return
         except OpenEcrError as error:
-            await _send_ecr(send, protocol.error_response(error, str(uuid.uuid4())))
+            await _send_ecr(send, protocol.error_response(error, protocol.new_request_id()))
             return
         caller = Caller(
             account=account,

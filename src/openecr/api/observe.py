@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable, Iterable
+from time import gmtime, perf_counter, strftime, time
 from typing import TextIO
 
 import anyio.to_thread
@@ -40,8 +40,12 @@ from openecr.service.metrics import Metrics
 ACCESS_LOG = logging.getLogger("openecr.access")
 
 Endpoint = Callable[[Scope, Receive, Send], Awaitable[None]]
-# time, client, account, principal, "method path", operation, status, bytes, duration
-TEXT_LINE = '%s %s %s %s "%s %s" %s %d %d %.1fms'
+# time (to the second, milliseconds), client (host, port), account, principal, "method path",
+# operation, status, bytes, duration
+TEXT_LINE = '%s.%03dZ %s:%s %s %s "%s %s" %s %d %d %.1fms\n'
+TEXT_LINE_NO_CLIENT = '%s.%03dZ - %s %s "%s %s" %s %d %d %.1fms\n'
+_BODILESS = ("GET", "HEAD")
+_OFF, _TEXT, _JSON = "off", "text", "json"
 
 
 class AccessLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -60,13 +64,14 @@ class AccessLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return previous
 
     def write_line(self, line: str) -> None:
-        """One line, written at once: straight to the stream's file descriptor when it has
-        one (what is buffered in the stream is flushed first, so lines keep their order)."""
+        """One line (ending in a newline), written at once: straight to the stream's file
+        descriptor when it has one (what is buffered in the stream is flushed first, so lines
+        keep their order)."""
         try:
             if self._fd is None:
-                self.stream.write(line + "\n")
+                self.stream.write(line)
                 return
-            data = (line + "\n").encode("utf-8", "backslashreplace")
+            data = line.encode("utf-8", "backslashreplace")
             while data:
                 data = data[os.write(self._fd, data) :]
         except (OSError, ValueError):  # stderr closed or full: the request is served anyway
@@ -83,8 +88,9 @@ def _descriptor(stream: object) -> int | None:
 
 
 def _access_writer() -> Callable[[str], None]:
-    """Where access log lines go: straight to the stream of an :class:`AccessLogHandler` that
-    is ``openecr.access``'s only handler, else through the logger (tests capture it there)."""
+    """Where access log lines (each ending in a newline) go: straight to the stream of an
+    :class:`AccessLogHandler` that is ``openecr.access``'s only handler, else through the
+    logger (tests capture it there)."""
     handlers = ACCESS_LOG.handlers
     if (
         len(handlers) == 1
@@ -92,7 +98,7 @@ def _access_writer() -> Callable[[str], None]:
         and not ACCESS_LOG.propagate
     ):
         return handlers[0].write_line
-    return lambda line: ACCESS_LOG.info("%s", line)
+    return lambda line: ACCESS_LOG.info("%s", line[:-1])
 
 
 async def _respond(send: Send, status: int, body: bytes, content_type: str) -> None:
@@ -131,15 +137,24 @@ def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int:
 class Observed:
     """``app`` with the operator's endpoints in front and every request measured and logged.
 
-    ``access_log`` is ``text``, ``json`` or ``off``."""
+    ``access_log`` is ``text``, ``json`` or ``off``; the ASGI lifespan goes to ``lifespan``
+    (default: ``app``), so wrappers that act only on it stay off the path of every request."""
 
     def __init__(
-        self, app: ASGIApp, health: HealthService, metrics: Metrics, access_log: str
+        self,
+        app: ASGIApp,
+        health: HealthService,
+        metrics: Metrics,
+        access_log: str,
+        lifespan: ASGIApp | None = None,
     ) -> None:
         self.app = app
+        self.lifespan = app if lifespan is None else lifespan
         self.health = health
         self.metrics = metrics
         self.access_log = access_log
+        self._log = {"off": _OFF, "json": _JSON}.get(access_log, _TEXT)
+        self._count = metrics.count_request
         self.endpoints: dict[str, tuple[str, Endpoint]] = {
             "/healthz": ("Healthz", self.healthz),
             "/readyz": ("Readyz", self.readyz),
@@ -182,8 +197,8 @@ class Observed:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        start = time.perf_counter()
+            return await self.lifespan(scope, receive, send)
+        start = perf_counter()
         path = scope["path"]
         found = self.endpoints.get(path)
         app: Endpoint = self.app if found is None else found[1]
@@ -200,11 +215,11 @@ class Observed:
             kind = message["type"]
             if kind == "http.response.body":
                 state[1] += len(message.get("body", b""))
-                if not message.get("more_body", False) and not state[3]:
+                if not state[3] and not message.get("more_body", False):
                     # recorded before the client has the whole answer: a client's next
                     # request always finds this one counted and logged
                     state[3] = 1
-                    self._record(scope, path, found, state, time.perf_counter() - start)
+                    self._record(scope, path, found, state, perf_counter() - start)
             elif kind == "http.response.start":
                 state[0] = message["status"]
                 if scope.get("extensions"):  # a pathsend sends a whole file of this length
@@ -212,12 +227,12 @@ class Observed:
             elif kind == "http.response.pathsend":
                 state[1] += state[4]
                 state[3] = 1
-                self._record(scope, path, found, state, time.perf_counter() - start)
+                self._record(scope, path, found, state, perf_counter() - start)
             await send(message)
 
         try:
             # no endpoint reads the body of a GET or HEAD: nothing to count
-            bodiless = scope["method"] in ("GET", "HEAD")
+            bodiless = scope["method"] in _BODILESS
             await app(scope, receive if bodiless else counting_receive, counting_send)
         except BaseException:
             if not state[0]:
@@ -225,7 +240,7 @@ class Observed:
             raise
         finally:
             if not state[3]:  # no complete answer: an error, or the client went away
-                self._record(scope, path, found, state, time.perf_counter() - start)
+                self._record(scope, path, found, state, perf_counter() - start)
 
     def _record(
         self,
@@ -236,17 +251,11 @@ class Observed:
         seconds: float,
     ) -> None:
         method: str = scope["method"]
-        principal = scope.get("openecr.principal", "-")
         if found is not None:
             api, operation = "ops", found[0]
         elif path == "/":
             api = "ecr"
             operation = scope.get("openecr.operation") or _ecr_operation(scope["headers"])
-            if self.access_log != "off" and "openecr.principal" not in scope:
-                # no verified principal: the key the request names
-                for name, value in scope["headers"]:
-                    if name == b"authorization":
-                        principal = _principal_of(value)
         elif path.startswith("/v2") and (len(path) == 3 or path[3] == "/"):
             api = "oci"
             operation = scope.get("openecr.operation") or oci_operation(method, path)
@@ -256,26 +265,32 @@ class Observed:
             api, operation = "ops", "Health"
         else:
             api, operation = "other", "Unknown"
-        status, bytes_out, bytes_in = state[:3]
-        self.metrics.request(api, operation, status, seconds, bytes_in, bytes_out)
-        if self.access_log == "off":
+        status, bytes_out, bytes_in = state[0], state[1], state[2]
+        self._count((api, operation, status, seconds, bytes_in, bytes_out))
+        if self._log is _OFF:
             return
+        principal = scope.get("openecr.principal")
+        if principal is None:
+            principal = "-"
+            if path == "/":  # no verified principal: the key the request names
+                for name, value in scope["headers"]:
+                    if name == b"authorization":
+                        principal = _principal_of(value)
         client = scope.get("client")
-        where = f"{client[0]}:{client[1]}" if client else "-"
         account = scope.get("openecr.account", "-")
-        now = time.time()
+        now = time()
         second = int(now)
         if second != self._second:
             self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        stamp = f"{self._stamp}.{int((now - second) * 1000):03d}Z"
+            self._stamp = strftime("%Y-%m-%dT%H:%M:%S", gmtime(second))
+        millisecond = int((now - second) * 1000)
         if not path.isprintable() or '"' in path:  # one line, unambiguous
             path = path.encode("unicode_escape").decode("ascii").replace('"', '\\"')
-        if self.access_log == "json":
+        if self._log is _JSON:
             line = orjson.dumps(
                 {
-                    "time": stamp,
-                    "client": where,
+                    "time": f"{self._stamp}.{millisecond:03d}Z",
+                    "client": f"{client[0]}:{client[1]}" if client else "-",
                     "account": account,
                     "principal": principal,
                     "method": method,
@@ -288,17 +303,38 @@ class Observed:
                     "duration_ms": round(seconds * 1000, 3),
                 }
             ).decode()
-        else:  # one %-format: cheaper than the f-strings it replaces
-            line = TEXT_LINE % (
-                stamp,
-                where,
-                account,
-                principal,
-                method,
-                path,
-                operation,
-                status,
-                bytes_out,
-                seconds * 1000,
+            self._write(line + "\n")
+        elif client:  # one %-format: cheaper than f-strings and concatenation
+            self._write(
+                TEXT_LINE
+                % (
+                    self._stamp,
+                    millisecond,
+                    client[0],
+                    client[1],
+                    account,
+                    principal,
+                    method,
+                    path,
+                    operation,
+                    status,
+                    bytes_out,
+                    seconds * 1000,
+                )
             )
-        self._write(line)
+        else:
+            self._write(
+                TEXT_LINE_NO_CLIENT
+                % (
+                    self._stamp,
+                    millisecond,
+                    account,
+                    principal,
+                    method,
+                    path,
+                    operation,
+                    status,
+                    bytes_out,
+                    seconds * 1000,
+                )
+            )

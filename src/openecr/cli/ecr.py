@@ -99,7 +99,6 @@ class LocalStore:
 
     def before_send(self, request: Any, **_kwargs: Any) -> Any:
         """The ``before-send`` handler: answer ``request`` in-process."""
-        import uuid
         from urllib.parse import urlsplit
 
         from botocore.awsrequest import AWSResponse
@@ -130,7 +129,7 @@ class LocalStore:
         try:  # the region botocore signed for (``--region``, the profile's, OPENECR_REGION)
             region = request_region(_header_map(request.headers), registry.settings.region)
         except OpenEcrError as error:
-            rendered = protocol.error_response(error, str(uuid.uuid4()))
+            rendered = protocol.error_response(error, protocol.new_request_id())
         if rendered is None:
             caller = Caller(
                 registry.settings.default_account, url.netloc, url.scheme or "http", region

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from openecr.domain.records import quick_init
+
 
 class TagMutability(StrEnum):
     MUTABLE = "MUTABLE"
@@ -28,6 +30,7 @@ class ExclusionFilter:
         return fnmatch.fnmatchcase(tag, self.filter)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Repository:
     id: int
@@ -52,6 +55,7 @@ class Repository:
         return False
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ImageRecord:
     """A stored manifest: its verbatim bytes and what was derived from them at push time."""
@@ -103,6 +107,7 @@ class RepositoryStats:
     last_pushed_at: datetime | None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ImageSnapshot:
     """Some images of one repository, read at once for a batch of ids.
@@ -163,6 +168,7 @@ class UploadSession:
         return self.updated_at or self.created_at
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ImageId:
     """What a request named: either field may be absent."""
@@ -191,6 +197,7 @@ class ImageFailure:
     reason: str
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ResolvedImage:
     """One pulled image: the image, the tag it is reported under, and what is served (the

@@ -32,6 +32,7 @@ from openecr.domain.model import (
     Repository,
     ResolvedImage,
 )
+from openecr.domain.records import quick_init
 from openecr.domain.registries import account_of
 from openecr.errors import (
     ImageAlreadyExists,
@@ -113,6 +114,7 @@ def check_image_id(image_id: ImageId) -> ImageFailure | None:
     return None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Lookup:
     """Where an id led: the image digest and the tags to report it under (None: untagged)."""
@@ -318,6 +320,7 @@ def _referrer(record: ImageRecord) -> Referrer:
     )
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class GetResult:
     repository: Repository

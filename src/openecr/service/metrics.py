@@ -103,37 +103,37 @@ class _RequestCounts(Collector):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._requests: dict[tuple[str, str, int], int] = {}
-        # (api, operation) -> observations per bucket (the last one +Inf), then their sum
-        self._durations: dict[tuple[str, str], list[float]] = {}
-        self._bytes: dict[str, list[int]] = {}  # api -> [in, out]
+        # (api, operation, status) -> [requests, observations per duration bucket (the last
+        # one +Inf), their sum, request body bytes, response body bytes]: one row per request
+        self._rows: dict[tuple[str, str, int], list[float]] = {}
 
     def add(self, request: Request) -> None:
         api, operation, status, seconds, bytes_in, bytes_out = request
         key = (api, operation, status)
         with self._lock:
-            requests = self._requests
-            requests[key] = requests.get(key, 0) + 1
-            histogram = self._durations.get((api, operation))
-            if histogram is None:
-                histogram = [0] * (len(DURATION_BUCKETS) + 2)
-                self._durations[(api, operation)] = histogram
-            histogram[bisect_left(DURATION_BUCKETS, seconds)] += 1  # le: seconds <= bound
-            histogram[-1] += seconds
-            sizes = self._bytes.get(api)
-            if sizes is None:
-                sizes = self._bytes[api] = [0, 0]
-            sizes[0] += bytes_in
-            sizes[1] += bytes_out
+            row = self._rows.get(key)
+            if row is None:
+                row = self._rows[key] = [0] * (len(DURATION_BUCKETS) + 5)
+            row[0] += 1
+            row[1 + bisect_left(DURATION_BUCKETS, seconds)] += 1  # le: seconds <= bound
+            row[-3] += seconds
+            row[-2] += bytes_in
+            row[-1] += bytes_out
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            requests = dict(self._requests)
-            durations = {key: list(values) for key, values in self._durations.items()}
-            sizes = {api: list(values) for api, values in self._bytes.items()}
+            rows = {key: list(row) for key, row in self._rows.items()}
         counted = CounterMetricFamily(*REQUESTS, labels=["api", "operation", "status"])
-        for (api, operation, status), count in requests.items():
-            counted.add_metric([api, operation, str(status)], count)
+        durations: dict[tuple[str, str], list[float]] = {}
+        sizes: dict[str, list[float]] = {}
+        for (api, operation, status), row in rows.items():
+            counted.add_metric([api, operation, str(status)], row[0])
+            histogram = durations.setdefault((api, operation), [0] * (len(DURATION_BUCKETS) + 2))
+            for index, value in enumerate(row[1:-2]):
+                histogram[index] += value
+            api_sizes = sizes.setdefault(api, [0, 0])
+            api_sizes[0] += row[-2]
+            api_sizes[1] += row[-1]
         yield counted
         timed = HistogramMetricFamily(*DURATION, labels=["api", "operation"])
         for (api, operation), histogram in durations.items():
@@ -199,6 +199,9 @@ class Metrics:
         else:
             self._request_counts = _RequestCounts()
             r.register(self._request_counts)
+        # count one answered request: (api, operation, status, seconds, request body bytes,
+        # response body bytes); ``operation`` must come from a bounded set
+        self.count_request: Callable[[Request], None] = self._request_counts.add
         self._pushes = Counter("openecr_image_pushes", "Images pushed (committed)", registry=r)
         self._lifecycle_runs = Counter(
             "openecr_lifecycle_runs", "Lifecycle policy runs (not dry runs)", registry=r
@@ -219,18 +222,6 @@ class Metrics:
             self.registry.register(_StorageCollector(totals))
 
     # --- hooks ------------------------------------------------------------------------------
-
-    def request(
-        self,
-        api: str,
-        operation: str,
-        status: int,
-        seconds: float,
-        bytes_in: int,
-        bytes_out: int,
-    ) -> None:
-        """Count one answered request (``operation`` must come from a bounded set)."""
-        self._request_counts.add((api, operation, status, seconds, bytes_in, bytes_out))
 
     def image_pushed(self, _pushed: object = None) -> None:
         """An image was pushed (an ``ImageService.on_push`` listener)."""

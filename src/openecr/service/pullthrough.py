@@ -333,8 +333,7 @@ class PullThroughService:
         when given (the caller's transaction), else in a read transaction of their own."""
         now = self.monotonic()
         if not fresh:
-            with self._lock:
-                cached = self._rules.get(registry_id)
+            cached = self._rules.get(registry_id)  # one dict read: atomic, no lock needed
             if cached is not None and now - cached[0] < RULES_CACHE_SECONDS:
                 return cached[1]
         if tx is not None:

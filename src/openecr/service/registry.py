@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from openecr.domain.iam_policy import root_arn
+from openecr.domain.records import quick_init
 from openecr.domain.registries import registry_key
 from openecr.service.account_settings import AccountSettingsService
 from openecr.service.blobs import BlobService
@@ -67,6 +68,7 @@ class Registry:
         return template.format(account=account, region=region or self.settings.region)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Caller:
     """An authenticated (or, without credentials, assumed) caller of one request."""

@@ -20,6 +20,7 @@ from openecr.domain.digest import Digest
 from openecr.domain.iam_policy import denial_message
 from openecr.domain.kms import aws_managed_key_arn
 from openecr.domain.model import ExclusionFilter, ImageFailure, ImageId, Repository, TagMutability
+from openecr.domain.records import quick_init
 from openecr.domain.registries import account_of
 from openecr.errors import AccessDenied, InvalidLayer, InvalidParameter, RepositoryNotFound
 from openecr.service.blobs import PART_SIZE
@@ -36,6 +37,7 @@ Doc = dict[str, Any]
 _ARN = re.compile(r"arn:aws[a-z-]*:ecr:([a-z0-9-]+):([0-9]{12}):repository/(.+)")
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Call:
     registry: Registry

@@ -8,17 +8,19 @@ attributes of :class:`~openecr.errors.OpenEcrError`; anything else becomes a log
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-import uuid
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from openecr.api.ecr.operations import OPERATIONS, Call
-from openecr.api.ecr.validation import service_model, validate
+from openecr.api.ecr.validation import Check, checker, service_model
 from openecr.api.storage_errors import storage_error
+from openecr.domain.records import quick_init
 from openecr.errors import OpenEcrError, SerializationError, UnknownOperation
 from openecr.service.registry import Caller, Registry
 
@@ -46,11 +48,31 @@ INLINE_OPERATIONS = frozenset(
 )
 
 
+# Request ids have the form of a UUID (version 4, as AWS's are): the first four groups random,
+# drawn once per process (74 bits), the last one a 48-bit count from a random start. Unique
+# within a process by the count, across processes by the random part; no random draw (and
+# no system call) per request.
+_ID_PREFIX = "{}-{:04x}-4{}-{}{}-".format(
+    os.urandom(4).hex(),
+    int.from_bytes(os.urandom(2), "big"),
+    os.urandom(2).hex()[1:],
+    "89ab"[os.urandom(1)[0] & 3],
+    os.urandom(2).hex()[1:],
+)
+_ID_NUMBERS = itertools.count(int.from_bytes(os.urandom(6), "big") >> 8)
+
+
+def new_request_id() -> str:
+    """A new request id (``x-amzn-RequestId``): unique, in the form of a UUID."""
+    return f"{_ID_PREFIX}{next(_ID_NUMBERS) & 0xFFFFFFFFFFFF:012x}"
+
+
 def runs_inline(target: str | None) -> bool:
     """Whether the operation ``target`` names is one of :data:`INLINE_OPERATIONS`."""
     return (target or "").rpartition(".")[2] in INLINE_OPERATIONS
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Response:
     status: int
@@ -89,13 +111,35 @@ def operation_name(target: str | None) -> str:
     return name
 
 
+_INPUT_CHECKS: dict[str, Check | None] = {}
+
+
+def _input_check(name: str) -> Check | None:
+    """The check of operation ``name``'s input (None: it takes none), built once."""
+    try:
+        return _INPUT_CHECKS[name]
+    except KeyError:
+        shape = service_model().operation_model(name).input_shape
+        found = _INPUT_CHECKS[name] = None if shape is None else checker(shape)
+        return found
+
+
+def _json_text(body: bytes) -> str | bytes:
+    """What ``json.loads`` reads: a body that starts like UTF-8 JSON as text, decoded as
+    ``json.loads`` decodes UTF-8 (its detection of UTF-16 and -32 skipped: a NUL in the first
+    four bytes or a byte order mark leaves the bytes to it)."""
+    if body[:1] == b"{" and b"\x00" not in body[:4]:
+        return body.decode("utf-8", "surrogatepass")
+    return body or b"{}"
+
+
 def handle(registry: Registry, caller: Caller, target: str | None, body: bytes) -> Response:
     """Run one ECR call. Never raises."""
-    request_id = str(uuid.uuid4())
+    request_id = new_request_id()
     try:
         name = operation_name(target)
         try:
-            params = json.loads(body or b"{}")
+            params = json.loads(_json_text(body))
         except UnicodeDecodeError:
             raise SerializationError("The request body is not valid UTF-8 JSON") from None
         except json.JSONDecodeError as error:
@@ -106,9 +150,9 @@ def handle(registry: Registry, caller: Caller, target: str | None, body: bytes) 
             raise SerializationError("The request body is not valid JSON") from None
         if not isinstance(params, dict):
             raise SerializationError("The request body must be a JSON object")
-        shape = service_model().operation_model(name).input_shape
-        if shape is not None:
-            validate(shape, params, "input")
+        check = _input_check(name)
+        if check is not None:
+            check(params, "input")
         doc = OPERATIONS[name](Call(registry, caller, params, name))
         return Response(200, dumps(doc), request_id)
     except OpenEcrError as error:

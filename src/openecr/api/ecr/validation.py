@@ -49,14 +49,10 @@ def _wrong_type(field: str, expected: str) -> SerializationError:
 Check = Callable[[Any, str], Any]
 
 
-def validate(shape: Shape, value: Any, field: str) -> Any:
-    """Validate ``value`` against ``shape``; return it (blobs decoded to bytes)."""
-    return checker(shape)(value, field)
-
-
 def checker(shape: Shape) -> Check:
     """``shape``'s check, built once per shape (named shapes are shared): the model's
-    constraints read once instead of on every request."""
+    constraints read once instead of on every request. A check validates a value and returns
+    it (blobs decoded to bytes)."""
     if shape.name:
         found = _CHECKS.get(shape.name)
         if found is None:

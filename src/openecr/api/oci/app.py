@@ -140,7 +140,7 @@ class OciApp:
             if storage is None:
                 log.exception("%s %s failed", request.method, request.url.path)
             response = render.error_response(storage or OpenEcrError("An internal error occurred"))
-        response.headers[render.API_VERSION[0]] = render.API_VERSION[1]
+        response.raw_headers.append(render.API_VERSION)  # no handler sets it
         try:
             await response(scope, receive, send)
         except UnableToGetUpstreamLayer:
@@ -165,12 +165,22 @@ class OciApp:
         if b"%2f" in raw.lower():
             # a name's slashes are path separators: "a%2Fb" would otherwise reach "a/b"
             raise NameInvalid("A repository name in a path cannot contain an encoded slash (%2F)")
-        headers = request.headers
-        identity = self.auth.identify(headers.get("host", ""), headers.get("authorization"))
+        # one pass over the headers (names arrive lower case) for what every request needs
+        host = ""
+        authorization = None
+        accept: list[bytes] = []
+        for key, value in request.scope["headers"]:
+            if key == b"host":
+                host = value.decode("latin-1")
+            elif key == b"authorization":
+                authorization = value.decode("latin-1")
+            elif key == b"accept":
+                accept.append(value)
+        identity = self.auth.identify(host, authorization)
         request.scope["openecr.account"] = identity.account  # for the access log
         if identity.caller is not None:
             request.scope["openecr.principal"] = f"token:{identity.caller}"
-        ctx = Context(self.registry, self.auth, request, identity)
+        ctx = Context(self.registry, self.auth, request, identity, tuple(accept))
         method = request.method
         if path in ("", "/"):
             if method not in ("GET", "HEAD"):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from openecr.api.regions import is_known
 from openecr.domain.iam_policy import denial_message, root_arn
+from openecr.domain.records import quick_init
 from openecr.errors import AccessDenied, MissingAuthenticationToken, UnrecognizedClient
 from openecr.service.registry import Registry
 from openecr.service.tokens import TokenClaims
@@ -31,6 +32,7 @@ ECR_HOST = re.compile(r"([0-9]{12})\.dkr\.ecr\.([a-z0-9-]+)\..+")
 SERVICE = "ecr.amazonaws.com"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Identity:
     account: str  # the registry the request addresses: its account

@@ -46,6 +46,7 @@ class Context:
     auth: Authenticator
     request: Request
     identity: Identity
+    accept: tuple[bytes, ...] = ()  # the request's Accept headers, as sent
 
     @property
     def registry_key(self) -> str:

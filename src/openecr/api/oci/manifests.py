@@ -30,12 +30,14 @@ def parse_reference(reference: str) -> tuple[str | None, Digest | None]:
     return reference, None
 
 
-def accepted_types(values: list[str]) -> list[str] | None:
-    """The media types of the ``Accept`` headers (docker sends several); None when there are
-    none or a wildcard accepts anything. Types with ``q=0`` are left out."""
+@functools.lru_cache(maxsize=256)
+def accepted_types(values: tuple[bytes, ...]) -> tuple[str, ...] | None:
+    """The media types of the ``Accept`` headers ``values`` (docker sends several); None when
+    there are none or a wildcard accepts anything. Types with ``q=0`` are left out. Cached: a
+    client sends the same headers with every pull."""
     found: list[str] = []
     for value in values:
-        for part in value.split(","):
+        for part in value.decode("latin-1").split(","):
             media_type, *params = part.split(";")
             media_type = media_type.strip().lower()
             if not media_type:
@@ -52,7 +54,7 @@ def accepted_types(values: list[str]) -> list[str] | None:
                         refused = False
             if not refused:
                 found.append(media_type)
-    return found or None
+    return tuple(found) or None
 
 
 def manifest_url(name: str, reference: str) -> str:
@@ -64,7 +66,7 @@ async def get(ctx: Context, name: str, reference: str) -> Response:
     whose ``Accept`` misses the stored type goes to a worker thread for the negotiation."""
     tag, digest = parse_reference(reference)
     registry_id = ctx.authorize(name, "BatchGetImage")
-    accepted = accepted_types(ctx.request.headers.getlist("accept"))
+    accepted = accepted_types(ctx.accept)
     images = ctx.registry.images
     pull = ctx.request.method == "GET"  # a HEAD checks; a GET pulls (its time is recorded)
     reference_id = ImageId(digest, tag)
@@ -87,8 +89,14 @@ async def get(ctx: Context, name: str, reference: str) -> Response:
         image = await anyio.to_thread.run_sync(images.serve, record, accepted, name, tag)
     else:
         image = images.serve(record, accepted, name, tag)
-    headers = {"Docker-Content-Digest": image.digest, "ETag": f'"{image.digest}"'}
-    return Response(image.manifest, 200, headers, media_type=image.media_type)
+    digest_header = image.digest.encode("latin-1")
+    headers = [
+        (b"docker-content-digest", digest_header),
+        (b"etag", b'"' + digest_header + b'"'),
+        (b"content-length", str(len(image.manifest)).encode("latin-1")),
+        (b"content-type", image.media_type.encode("latin-1")),
+    ]
+    return render.Prebuilt(image.manifest, 200, headers)
 
 
 async def put(ctx: Context, name: str, reference: str) -> Response:

@@ -14,8 +14,21 @@ from starlette.responses import Response
 
 from openecr.errors import OpenEcrError
 
-API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
+# every /v2 answer carries it
+API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 JSON = "application/json"
+
+
+class Prebuilt(Response):
+    """A whole answer with its raw headers built by the caller (names lower case, with
+    ``content-length`` and ``content-type``): what the pull path answers, without converting
+    a header mapping for every request."""
+
+    def __init__(self, body: bytes, status: int, raw_headers: list[tuple[bytes, bytes]]) -> None:
+        self.status_code = status
+        self.body = body
+        self.background = None
+        self.raw_headers = raw_headers
 
 
 def dumps(doc: Any) -> bytes:
