@@ -18,9 +18,10 @@ from sqlalchemy import create_engine, text
 
 from conftest import VENV_BIN
 from openecr.backends.sql import SqlMetadataStore
-from openecr.backends.sql.migrate import _config, head
+from openecr.backends.sql.migrate import HEAD, _config, head
 from openecr.backends.sql.schema import metadata
 from openecr.cli.main import main
+from storage_servers import PostgresCluster
 
 
 def differences(url: str) -> list[object]:
@@ -41,18 +42,121 @@ def revision(url: str) -> str:
         engine.dispose()
 
 
+def migrate_from_nothing(url: str) -> None:
+    """Every migration, run by Alembic on an empty database."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_config(conn), "head")
+    finally:
+        engine.dispose()
+
+
+def test_the_head_the_store_knows_is_the_newest_migration() -> None:
+    assert head() == HEAD
+
+
 def test_migrations_make_the_models_on_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'metadata.db'}"
-    SqlMetadataStore(url).close()
+    migrate_from_nothing(url)
     assert differences(url) == []
     assert revision(url) == head()
 
 
 @pytest.mark.slow  # PostgreSQL is a process
 def test_migrations_make_the_models_on_postgresql(postgres_url: str) -> None:
-    SqlMetadataStore(postgres_url).close()
+    migrate_from_nothing(postgres_url)
     assert differences(postgres_url) == []
     assert revision(postgres_url) == head()
+
+
+def sqlite_schema(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Each table's columns (in order, with type, NOT NULL, default, key), foreign keys and
+    indexes (their SQL and columns): a column added by ALTER TABLE reads as one made by
+    CREATE TABLE."""
+    found: dict[str, list[tuple[object, ...]]] = {}
+    with sqlite3.connect(path) as conn:
+        objects = conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+        ).fetchall()
+        for kind, name, table, sql in objects:
+            if kind == "table":
+                found[f"table {name}"] = [
+                    *conn.execute(f"PRAGMA table_info('{name}')"),
+                    *conn.execute(f"PRAGMA foreign_key_list('{name}')"),
+                ]
+            else:
+                columns = list(conn.execute(f"PRAGMA index_info('{name}')"))
+                found[f"{kind} {name}"] = [(table, sql), *columns]
+    return found
+
+
+def test_a_new_database_gets_what_the_migrations_make_on_sqlite(tmp_path: Path) -> None:
+    """An empty database is given ``schema``'s tables without Alembic: the same DDL, column
+    for column, as running every migration, and stamped with the same revision."""
+    migrated, created = tmp_path / "migrated.db", tmp_path / "created.db"
+    migrate_from_nothing(f"sqlite:///{migrated}")
+    store = SqlMetadataStore(f"sqlite:///{created}")
+    try:
+        assert store.revisions == (None, head())
+    finally:
+        store.close()
+    assert sqlite_schema(created) == sqlite_schema(migrated)
+    assert revision(f"sqlite:///{created}") == head()
+
+
+def postgres_schema(url: str) -> dict[str, list[tuple[object, ...]]]:
+    queries = {
+        "columns": "SELECT table_name, ordinal_position, column_name, data_type,"
+        " character_maximum_length, is_nullable, column_default FROM information_schema.columns"
+        " WHERE table_schema = 'public'",
+        "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes"
+        " WHERE schemaname = 'public'",
+        "constraints": "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)"
+        " FROM pg_constraint WHERE connamespace = 'public'::regnamespace",
+        "sequences": "SELECT sequence_name, data_type FROM information_schema.sequences"
+        " WHERE sequence_schema = 'public'",
+    }
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {
+                name: sorted(tuple(row) for row in conn.execute(text(query)))
+                for name, query in queries.items()
+            }
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow  # PostgreSQL is a process
+def test_a_new_database_gets_what_the_migrations_make_on_postgresql(
+    postgres: PostgresCluster, postgres_url: str
+) -> None:
+    migrated = postgres.database()
+    try:
+        migrate_from_nothing(migrated)
+        SqlMetadataStore(postgres_url).close()
+        assert postgres_schema(postgres_url) == postgres_schema(migrated)
+        assert revision(postgres_url) == head()
+    finally:
+        postgres.drop(migrated)
+
+
+@pytest.mark.slow  # a process of its own, with nothing imported
+def test_an_open_database_at_the_head_does_not_load_alembic(tmp_path: Path) -> None:
+    """Opening a new or a current database leaves Alembic (10 MB of modules) unloaded."""
+    code = (
+        "import sys\n"
+        "from openecr.backends.sql import SqlMetadataStore\n"
+        f"url = 'sqlite:///{tmp_path / 'metadata.db'}'\n"
+        "SqlMetadataStore(url).close()\n"
+        "SqlMetadataStore(url).close()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))\n"
+    )
+    done = subprocess.run(
+        [str(VENV_BIN / "python"), "-c", code], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
 
 
 def test_a_database_from_before_migrations_is_adopted(tmp_path: Path) -> None:

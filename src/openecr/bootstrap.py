@@ -33,11 +33,11 @@ from openecr.backends.memory_blobs import MemoryBlobDriver
 from openecr.backends.memory_metadata import MemoryMetadataStore
 from openecr.backends.peer import PeerAddress, PeerDirectory
 from openecr.backends.sql import SqlMetadataStore
-from openecr.backends.upstream_http import HttpUpstream
 from openecr.config import Config, ConfigError, from_env
 from openecr.domain.registries import region_of
 from openecr.ports.blobs import BlobDriver
 from openecr.ports.metadata import MetadataStore
+from openecr.ports.upstream import UpstreamEndpoint, UpstreamRegistry
 from openecr.service.account_settings import AccountSettingsService
 from openecr.service.blobs import BlobService
 from openecr.service.blobstore import BlobStore
@@ -302,7 +302,7 @@ def build_runtime(config: Config) -> Runtime:
         images,
         repositories,
         templates,
-        HttpUpstream,
+        _http_upstream,
         secrets={s.arn: Secret(s.username, s.access_token) for s in config.secrets},
         ttl=config.pull_through_ttl,
     )
@@ -368,6 +368,15 @@ def _measured_gc_run(runtime: Runtime) -> Callable[[], GcReport | None]:
         return report
 
     return run
+
+
+def _http_upstream(endpoint: UpstreamEndpoint) -> UpstreamRegistry:
+    """A client of a pull-through cache's upstream. httpx (20 MB of modules with what it pulls
+    in) is imported with the first one: a registry without pull-through caches never loads
+    it."""
+    from openecr.backends.upstream_http import HttpUpstream
+
+    return HttpUpstream(endpoint)
 
 
 def build_app(runtime: Runtime) -> ASGIApp:

@@ -30,11 +30,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.resources import files
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import anyio.to_thread
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -45,6 +44,9 @@ from openecr.domain.registries import account_of, region_of
 from openecr.errors import AccessDenied, ImageNotFound, RepositoryNotFound
 from openecr.service.browse import BrowseService
 from openecr.service.registry import Registry
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 PREFIX = "/ui"
 PAGE_SIZE = 50
@@ -148,6 +150,10 @@ def short(digest: str) -> str:
 
 
 def _environment() -> Environment:
+    """The templates' environment; jinja2 (11 MB of modules) is imported with it, on the
+    first page served."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
     env = Environment(
         loader=PackageLoader("openecr.api.ui", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -168,7 +174,7 @@ class UiApp:
         self.registry = registry
         self.browse = browse
         self.auth = auth
-        self.env = _environment()
+        self._env: Environment | None = None
         self.css = (files("openecr.api.ui") / "static" / "openecr.css").read_bytes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -237,7 +243,9 @@ class UiApp:
         context: dict[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> HTMLResponse:
-        body = self.env.get_template(template).render(**(context or {}))
+        if self._env is None:
+            self._env = _environment()
+        body = self._env.get_template(template).render(**(context or {}))
         return HTMLResponse(body, status, {**SECURITY_HEADERS, **(headers or {})})
 
     def not_found(self, title: str, what: str) -> HTMLResponse:

@@ -136,11 +136,13 @@ upload_sessions = Table(
     Column("id", String(64), primary_key=True),
     Column("repository_id", Integer, nullable=False),
     Column("created_at", Double, nullable=False),
-    Column("updated_at", Double),  # the last part's time; NULL: none since created_at
     Column("store_key", String(1024), nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("token", String(256), nullable=False),
     Column("extra", Text, nullable=False, default=""),
+    # last, where the migration that added it put it: the last part's time; NULL: none since
+    # created_at
+    Column("updated_at", Double),
 )
 
 resource_tags = Table(

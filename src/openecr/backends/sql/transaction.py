@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Collection, Sequence
 from datetime import datetime
@@ -19,7 +20,6 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from openecr.backends.sql.prepared import (
@@ -80,9 +80,12 @@ _c = images.c
 _p = image_pulls.c
 
 
-def _record_pull_held() -> Prepared:
+@functools.cache
+def record_pull_held() -> Prepared:
     """PostgreSQL: an upsert of one image's pull time (bound: ``repo_id``, ``image_digest``,
     ``at``) that never moves a time back; the writer holds the image's row, so it exists."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert  # PostgreSQL's alone
+
     stmt = pg_insert(image_pulls).values(
         repository_id=bindparam("repo_id"),
         digest=bindparam("image_digest"),
@@ -97,7 +100,6 @@ def _record_pull_held() -> Prepared:
     )
 
 
-RECORD_PULL_HELD = _record_pull_held()  # PostgreSQL
 # SQLite: every image of a JSON array [[repository id, digest, time], ...] that exists
 RECORD_PULLS_SQLITE = (
     "INSERT INTO image_pulls (repository_id, digest, last_pulled_at)"
@@ -480,7 +482,7 @@ class SqlTransaction:
                 )
         if held:  # in id order, as locked: only deletes that hold the image touch its row
             in_order = sorted(held.items(), key=lambda item: item[1])
-            RECORD_PULL_HELD.execute_many(
+            record_pull_held().execute_many(
                 self.conn,
                 [
                     {"repo_id": r, "image_digest": d, "at": ts(wanted[(r, d)])}
@@ -558,6 +560,8 @@ class SqlTransaction:
             row = {"digest": blob.digest, "size": blob.size, "media_type": blob.media_type}
             dialect = self.conn.dialect.name
             if dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as pg_insert  # 2 MB
+
                 self.conn.execute(pg_insert(blobs).values(row).on_conflict_do_nothing())
             else:
                 self.conn.execute(sqlite_insert(blobs).values(row).on_conflict_do_nothing())
