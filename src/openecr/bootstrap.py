@@ -12,11 +12,12 @@ import importlib.util
 import logging
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -58,12 +59,14 @@ from openecr.service.registry import Registry, Settings
 from openecr.service.replication import ReplicationService
 from openecr.service.repositories import RepositoryService
 from openecr.service.scanning import ScanningService
-from openecr.service.schema1_signing import Schema1Signer
 from openecr.service.signing import SigningService
 from openecr.service.tokens import TokenService
 from openecr.service.vulnerability_db import VulnerabilityDatabase
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from openecr.service.schema1_signing import Schema1Signer
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +149,31 @@ def load_schema1_key(data_dir: Path, metadata: MetadataStore | None = None) -> S
     """The registry's EC P-256 key that signs schema 1 manifests converted on the fly (PEM):
     created once, kept in the database when replicas share it (PostgreSQL), else in the data
     dir, so its key id stays stable across restarts and replicas."""
+    from openecr.service.schema1_signing import Schema1Signer
+
     path = data_dir / "schema1-signing-key.pem"
     if metadata is not None and _shares_secrets(metadata):
         pem = _create_once_shared(metadata, path, lambda: Schema1Signer.generate().to_pem())
     else:
         pem = _create_once(path, lambda: Schema1Signer.generate().to_pem())
     return Schema1Signer.from_pem(pem)
+
+
+class _Schema1Key:
+    """:func:`load_schema1_key` on the first call (from any thread), its signer after: the key
+    and cryptography (7 MB of memory) are loaded when an old client first asks for schema 1."""
+
+    def __init__(self, data_dir: Path, metadata: MetadataStore) -> None:
+        self.data_dir = data_dir
+        self.metadata = metadata
+        self._lock = threading.Lock()
+        self._signer: Schema1Signer | None = None
+
+    def __call__(self) -> Schema1Signer:
+        with self._lock:
+            if self._signer is None:
+                self._signer = load_schema1_key(self.data_dir, self.metadata)
+            return self._signer
 
 
 def _file_driver(url: str) -> BlobDriver:
@@ -260,7 +282,7 @@ def build_runtime(config: Config) -> Runtime:
     images = ImageService(
         metadata,
         lenient_manifests=config.lenient_manifests,
-        converter=ManifestConverter(metadata, blobs, load_schema1_key(config.data_dir, metadata)),
+        converter=ManifestConverter(metadata, blobs, _Schema1Key(config.data_dir, metadata)),
         pulls=pulls if config.pull_times else None,
     )
     repositories = RepositoryService(metadata, blobs=blobs)

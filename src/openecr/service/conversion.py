@@ -25,7 +25,8 @@ docker/distribution does, so every blob a served manifest names can be fetched.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from openecr.domain import conversion as conv
 from openecr.domain import mediatypes as mt
@@ -35,7 +36,9 @@ from openecr.errors import OpenEcrError
 from openecr.ports.metadata import MetadataStore
 from openecr.service.blobstore import BlobStore
 from openecr.service.common import Clock, utcnow
-from openecr.service.schema1_signing import Schema1Signer
+
+if TYPE_CHECKING:
+    from openecr.service.schema1_signing import Schema1Signer
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +53,11 @@ class ManifestConverter:
         self,
         meta: MetadataStore,
         blobs: BlobStore,
-        signer: Schema1Signer,
+        signer: Callable[[], Schema1Signer],
         clock: Clock = utcnow,
     ) -> None:
+        """``signer`` gives the schema 1 signing key when a conversion first needs it (loading
+        it, and cryptography with it, only then)."""
         self.meta = meta
         self.blobs = blobs
         self.signer = signer
@@ -103,9 +108,9 @@ class ManifestConverter:
             unsigned = self._schema1(image, repository, tag)
             if unsigned is None or target == mt.DOCKER_MANIFEST_V1:
                 return unsigned
-            return self.signer.sign(unsigned, self.clock())
+            return self.signer().sign(unsigned, self.clock())
         if stored == mt.DOCKER_MANIFEST_V1 and target == mt.DOCKER_MANIFEST_V1_SIGNED:
-            return self.signer.sign(image.manifest, self.clock())
+            return self.signer().sign(image.manifest, self.clock())
         if stored == mt.DOCKER_MANIFEST_V1_SIGNED and target == mt.DOCKER_MANIFEST_V1:
             return conv.schema1_payload(image.manifest)
         return None
