@@ -228,6 +228,21 @@ def test_two_worker_processes_both_answer(
         assert answered_by(workers_server, response) == pid
 
 
+def test_the_supervisor_loads_neither_the_store_nor_the_app(
+    workers_server: ProcessServer,
+) -> None:
+    """The supervisor serves no request: a child process prepared the store, so SQLite's and
+    SQLAlchemy's code is mapped in the workers only (the supervisor stays small)."""
+    assert workers_server.process is not None
+
+    def mapped(pid: int) -> str:
+        return Path(f"/proc/{pid}/maps").read_text()
+
+    assert "_sqlite3" not in mapped(workers_server.process.pid)
+    for pid in worker_pids(workers_server):
+        assert "_sqlite3" in mapped(pid)
+
+
 def test_concurrent_calls_see_each_others_writes(workers_server: ProcessServer) -> None:
     """100 PutImage calls, each followed by a BatchGetImage on another client's connections,
     over 16 threads; then a fresh client lists every image."""

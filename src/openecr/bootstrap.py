@@ -34,7 +34,7 @@ from openecr.backends.memory_blobs import MemoryBlobDriver
 from openecr.backends.memory_metadata import MemoryMetadataStore
 from openecr.backends.peer import PeerAddress, PeerDirectory
 from openecr.backends.sql import SqlMetadataStore
-from openecr.config import Config, ConfigError, from_env
+from openecr.config import Config, ConfigError, from_env, log_to_stderr
 from openecr.domain.registries import region_of
 from openecr.ports.blobs import BlobDriver
 from openecr.ports.metadata import MetadataStore
@@ -474,8 +474,7 @@ def freeze_heap() -> None:
 def setup_logging(config: Config) -> None:
     """Log records at ``config.log_level`` to stderr, and the access log (unless off) to
     stderr too, at any log level: its lines are the message alone (they carry their time)."""
-    level = 5 if config.log_level == "trace" else config.log_level.upper()  # uvicorn's TRACE
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s %(message)s")
+    log_to_stderr(config.log_level)
     access = logging.getLogger("openecr.access")
     if config.access_log != "off" and not access.handlers:
         access.addHandler(AccessLogHandler())

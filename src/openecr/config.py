@@ -499,3 +499,11 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Confi
         values["secrets_file"] = path
         values["secrets"] = load_secrets(path)
     return Config(**values).validate()  # type: ignore[arg-type]
+
+
+def log_to_stderr(log_level: str) -> None:
+    """Send this process's log records to stderr at ``log_level`` (one of LOG_LEVELS)."""
+    import logging
+
+    level: int | str = 5 if log_level == "trace" else log_level.upper()  # uvicorn's TRACE
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s %(message)s")

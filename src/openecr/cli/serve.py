@@ -1,8 +1,8 @@
 """``openecr serve``: run the registry over HTTP.
 
 With ``--workers 1`` (the default) one process builds the app and serves it. With ``--workers
-N`` the process creates everything the workers share (the data directory, the metadata schema,
-the secret and signing keys) once, exports its validated configuration as ``OPENECR_*``
+N`` the process has a child process create everything the workers share (the data directory,
+the metadata schema, the secret) once, exports its validated configuration as ``OPENECR_*``
 variables (:meth:`openecr.config.Config.environ`) and becomes uvicorn's supervisor: N worker
 processes accept on the one socket, each building its own runtime with
 :func:`openecr.bootstrap.app_from_env`.
@@ -18,13 +18,21 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from openecr.config import ACCESS_LOG_FORMATS, LOG_LEVELS, Config, ConfigError, from_env
+from openecr.config import (
+    ACCESS_LOG_FORMATS,
+    LOG_LEVELS,
+    Config,
+    ConfigError,
+    from_env,
+    log_to_stderr,
+)
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
@@ -234,6 +242,13 @@ def run(args: argparse.Namespace) -> int:
             f"openecr: OPENECR_SERVER must be uvicorn or granian, not {server!r}", file=sys.stderr
         )
         return 2
+    if server == "granian" or config.workers > 1:
+        # a supervisor: it serves no request, so it loads neither the app nor the store (a
+        # child process prepares the store, each worker builds its own runtime)
+        log_to_stderr(config.log_level)
+        if server == "granian":
+            return _run_granian(config, args.host, args.port)
+        return _run_workers(config, args.host, args.port)
     # imported once the configuration is known to be good: a bad one is refused at once
     import uvicorn
 
@@ -241,10 +256,6 @@ def run(args: argparse.Namespace) -> int:
 
     setup_logging(config)
     try:
-        if server == "granian":
-            return _run_granian(config, args.host, args.port)
-        if config.workers > 1:
-            return _run_workers(config, args.host, args.port)
         runtime = build_runtime(config)
     except ConfigError as error:
         print(f"openecr: {error}", file=sys.stderr)
@@ -322,23 +333,41 @@ def banner(config: Config, host: str, port: int, server: str = "uvicorn") -> str
     )
 
 
-def _prepare_workers(config: Config, host: str, port: int, server: str = "uvicorn") -> str:
-    """What a supervisor does before its worker processes start: make the data directory,
-    the schema and the key files once (N workers starting together then only find them),
-    export the configuration for :func:`worker_app`, and return the directory where each
-    worker counts its metrics (each /metrics sums them all; the caller removes it)."""
-    from openecr.bootstrap import build_runtime
-
+def _prepare_workers(config: Config, host: str, port: int, server: str = "uvicorn") -> str | None:
+    """What a supervisor does before its worker processes start: export the configuration
+    for :func:`worker_app`, make the data directory, the schema and the secret once in a
+    child process (:func:`prepare_store`; N workers starting together then only find them,
+    and the supervisor never loads the store's code), and return the directory where each
+    worker counts its metrics (each /metrics sums them all; the caller removes it). None when
+    the store cannot be prepared (the child said why on stderr)."""
     logging.getLogger("openecr").info("%s", banner(config, host, port, server))
-    build_runtime(config).close()
     for name, value in config.environ().items():
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+    code = "from openecr.cli.serve import prepare_store; prepare_store()"
+    if subprocess.run([sys.executable, "-c", code], check=False).returncode != 0:
+        return None
     metrics_dir = tempfile.mkdtemp(prefix="openecr-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     return metrics_dir
+
+
+def prepare_store() -> None:
+    """Build and close the runtime of the ``OPENECR_*`` configuration (see
+    :func:`_prepare_workers`); exit status 2, with the reason on stderr, when it cannot."""
+    from openecr.bootstrap import build_runtime
+
+    try:
+        build_runtime(from_env()).close()
+    except ConfigError as error:
+        print(f"openecr: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as error:  # the data directory cannot be made, read or written
+        where = error.filename or os.environ.get("OPENECR_DATA_DIR", "")
+        print(f"openecr: cannot use {where}: {error.strerror or error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _run_granian(config: Config, host: str, port: int) -> int:
@@ -352,6 +381,8 @@ def _run_granian(config: Config, host: str, port: int) -> int:
     from granian.server import Server
 
     metrics_dir = _prepare_workers(config, host, port, "granian")
+    if metrics_dir is None:
+        return 2
     level = "debug" if config.log_level == "trace" else config.log_level
     tls: dict[str, Any] = {}
     if config.tls_cert is not None and config.tls_key is not None:
@@ -386,6 +417,8 @@ def _run_workers(config: Config, host: str, port: int) -> int:
     import uvicorn
 
     metrics_dir = _prepare_workers(config, host, port)
+    if metrics_dir is None:
+        return 2
     try:
         uvicorn.run(
             f"{__name__}:worker_app",
