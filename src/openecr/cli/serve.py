@@ -1,11 +1,11 @@
 """``openecr serve``: run the registry over HTTP.
 
 With ``--workers 1`` (the default) one process builds the app and serves it. With ``--workers
-N`` the process has a child process create everything the workers share (the data directory,
-the metadata schema, the secret) once, exports its validated configuration as ``OPENECR_*``
-variables (:meth:`openecr.config.Config.environ`) and becomes uvicorn's supervisor: N worker
-processes accept on the one socket, each building its own runtime with
-:func:`openecr.bootstrap.app_from_env`.
+N`` the process exports its validated configuration as ``OPENECR_*`` variables
+(:meth:`openecr.config.Config.environ`), has a child process create everything the workers
+share (the data directory, the metadata schema, the secret) once, and becomes uvicorn's (or
+granian's) supervisor: N worker processes accept on the one socket, each building its own
+runtime with :func:`openecr.bootstrap.app_from_env`. The supervisor never loads the app.
 """
 
 from __future__ import annotations
