@@ -127,11 +127,11 @@ def _ecr_operation(headers: Iterable[tuple[bytes, bytes]]) -> str:
     return "Unknown"
 
 
-def _file_size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
+def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int:
+    for name, value in headers:
+        if name.lower() == b"content-length" and value.isdigit():
+            return int(value)
+    return 0
 
 
 class Observed:
@@ -202,8 +202,8 @@ class Observed:
         path = scope["path"]
         found = self.endpoints.get(path)
         app: Endpoint = self.app if found is None else found[1]
-        # status, response body bytes, request body bytes, recorded
-        state = [0, 0, 0, 0]
+        # status, response body bytes, request body bytes, recorded, declared length
+        state = [0, 0, 0, 0, 0]
 
         async def counting_receive() -> Message:
             message = await receive()
@@ -222,8 +222,10 @@ class Observed:
                     self._record(scope, path, found, state, perf_counter() - start)
             elif kind == "http.response.start":
                 state[0] = message["status"]
-            elif kind == "http.response.pathsend":  # a whole file is the body
-                state[1] += _file_size(message["path"])
+                if scope.get("extensions"):  # a pathsend sends a whole file of this length
+                    state[4] = _content_length(message.get("headers", ()))
+            elif kind == "http.response.pathsend":
+                state[1] += state[4]
                 state[3] = 1
                 self._record(scope, path, found, state, perf_counter() - start)
             await send(message)
