@@ -304,37 +304,10 @@ class Observed:
                 }
             ).decode()
             self._write(line + "\n")
-        elif client:  # one %-format: cheaper than f-strings and concatenation
-            self._write(
-                TEXT_LINE
-                % (
-                    self._stamp,
-                    millisecond,
-                    client[0],
-                    client[1],
-                    account,
-                    principal,
-                    method,
-                    path,
-                    operation,
-                    status,
-                    bytes_out,
-                    seconds * 1000,
-                )
-            )
-        else:
-            self._write(
-                TEXT_LINE_NO_CLIENT
-                % (
-                    self._stamp,
-                    millisecond,
-                    account,
-                    principal,
-                    method,
-                    path,
-                    operation,
-                    status,
-                    bytes_out,
-                    seconds * 1000,
-                )
-            )
+        else:  # one %-format: cheaper than f-strings and concatenation
+            ms = seconds * 1000
+            fields = (account, principal, method, path, operation, status, bytes_out, ms)
+            if client:
+                self._write(TEXT_LINE % (self._stamp, millisecond, client[0], client[1], *fields))
+            else:
+                self._write(TEXT_LINE_NO_CLIENT % (self._stamp, millisecond, *fields))
