@@ -434,3 +434,43 @@ def test_every_serve_option_has_help_text() -> None:
         text = (action.help or "").strip()
         # more than a default in parentheses: what the option does
         assert len(re.sub(r"\([^)]*\)", "", text).strip()) >= 10, (action.option_strings, text)
+
+
+def test_access_lines_of_one_loop_turn_are_written_together() -> None:
+    """On an event loop the lines of one turn go out in one write at the next turn; off a
+    loop each at once; and whatever waits is written by ``flush`` (logging's exit)."""
+    import asyncio
+    import os
+
+    from openecr.api.observe import AccessLogHandler
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    handler = AccessLogHandler()
+    stream = os.fdopen(write_end, "w", buffering=1)
+    handler.setStream(stream)
+
+    def written() -> bytes:
+        try:
+            return os.read(read_end, 65536)
+        except BlockingIOError:
+            return b""
+
+    async def on_the_loop() -> tuple[bytes, bytes, bytes]:
+        handler.write_line("one\n")
+        handler.write_line("two\n")
+        before = written()
+        await asyncio.sleep(0)
+        after = written()
+        handler.write_line("three\n")
+        handler.flush()
+        return before, after, written()
+
+    try:
+        assert asyncio.run(on_the_loop()) == (b"", b"one\ntwo\n", b"three\n")
+        handler.write_line("off the loop\n")
+        assert written() == b"off the loop\n"
+    finally:
+        handler.close()
+        stream.close()
+        os.close(read_end)

@@ -22,6 +22,7 @@ fields by name (plus ``bytes_in``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable
@@ -57,6 +58,7 @@ class AccessLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__()
         self.setFormatter(logging.Formatter("%(message)s"))
         self._fd = _descriptor(self.stream)
+        self._pending: list[str] = []  # lines of this turn of the event loop
 
     def setStream(self, stream: TextIO) -> TextIO | None:
         previous = super().setStream(stream)
@@ -64,14 +66,37 @@ class AccessLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return previous
 
     def write_line(self, line: str) -> None:
-        """One line (ending in a newline), written at once: straight to the stream's file
-        descriptor when it has one (what is buffered in the stream is flushed first, so lines
-        keep their order)."""
+        """One line (ending in a newline). On an event loop's thread the lines of one turn of
+        the loop are written together at its next turn (one ``write`` for the requests the
+        turn answered); elsewhere at once."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write(line)
+            return
+        self._pending.append(line)
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        lines, self._pending = self._pending, []
+        self._write("".join(lines))
+
+    def flush(self) -> None:
+        """Also writes the lines still waiting for the loop's next turn (logging calls this
+        at exit)."""
+        if self._pending:
+            self._flush()
+        super().flush()
+
+    def _write(self, text: str) -> None:
+        """``text`` written at once: straight to the stream's file descriptor when it has one
+        (what is buffered in the stream was flushed first, so lines keep their order)."""
         try:
             if self._fd is None:
-                self.stream.write(line)
+                self.stream.write(text)
                 return
-            data = line.encode("utf-8", "backslashreplace")
+            data = text.encode("utf-8", "backslashreplace")
             while data:
                 data = data[os.write(self._fd, data) :]
         except (OSError, ValueError):  # stderr closed or full: the request is served anyway
