@@ -46,7 +46,6 @@ Endpoint = Callable[[Scope, Receive, Send], Awaitable[None]]
 TEXT_LINE = '%s.%03dZ %s:%s %s %s "%s %s" %s %d %d %.1fms\n'
 TEXT_LINE_NO_CLIENT = '%s.%03dZ - %s %s "%s %s" %s %d %d %.1fms\n'
 _BODILESS = ("GET", "HEAD")
-_OFF, _TEXT, _JSON = "off", "text", "json"
 
 
 class AccessLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -177,8 +176,8 @@ class Observed:
         self.lifespan = app if lifespan is None else lifespan
         self.health = health
         self.metrics = metrics
-        self.access_log = access_log
-        self._log = {"off": _OFF, "json": _JSON}.get(access_log, _TEXT)
+        self._logging = access_log != "off"
+        self._json = access_log == "json"
         self._count = metrics.count_request
         self.endpoints: dict[str, tuple[str, Endpoint]] = {
             "/healthz": ("Healthz", self.healthz),
@@ -292,7 +291,7 @@ class Observed:
             api, operation = "other", "Unknown"
         status, bytes_out, bytes_in = state[0], state[1], state[2]
         self._count((api, operation, status, seconds, bytes_in, bytes_out))
-        if self._log is _OFF:
+        if not self._logging:
             return
         principal = scope.get("openecr.principal")
         if principal is None:
@@ -311,7 +310,7 @@ class Observed:
         millisecond = int((now - second) * 1000)
         if not path.isprintable() or '"' in path:  # one line, unambiguous
             path = path.encode("unicode_escape").decode("ascii").replace('"', '\\"')
-        if self._log is _JSON:
+        if self._json:
             line = orjson.dumps(
                 {
                     "time": f"{self._stamp}.{millisecond:03d}Z",

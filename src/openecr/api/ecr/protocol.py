@@ -8,6 +8,7 @@ attributes of :class:`~openecr.errors.OpenEcrError`; anything else becomes a log
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -111,17 +112,11 @@ def operation_name(target: str | None) -> str:
     return name
 
 
-_INPUT_CHECKS: dict[str, Check | None] = {}
-
-
+@functools.cache
 def _input_check(name: str) -> Check | None:
-    """The check of operation ``name``'s input (None: it takes none), built once."""
-    try:
-        return _INPUT_CHECKS[name]
-    except KeyError:
-        shape = service_model().operation_model(name).input_shape
-        found = _INPUT_CHECKS[name] = None if shape is None else checker(shape)
-        return found
+    """The check of operation ``name``'s input (None: it takes none), looked up once."""
+    shape = service_model().operation_model(name).input_shape
+    return None if shape is None else checker(shape)
 
 
 def _json_text(body: bytes) -> str | bytes:
