@@ -1,16 +1,22 @@
-"""The HTTP protocol of a plain-HTTP port, which says what a TLS handshake on it is.
+"""The HTTP protocol of a plain-HTTP port: uvicorn's httptools protocol, which sends each
+response's head with its first body bytes and says what a TLS handshake on the port is.
 
-docker, skopeo and buildah try HTTPS first, even on loopback; uvicorn answers each try with a
-400 and logs ``Invalid HTTP request received.``. This protocol answers the same 400 (so the
-clients' fallback to plain HTTP is unchanged) and instead logs, once per client address, that
-a client tried TLS on this plain-HTTP port (later tries from that address at debug level).
+* uvicorn writes a response's status line and headers, then its body: two ``send`` system
+  calls and two TCP segments for every small answer (uvloop writes at once). Here the head
+  waits for the first body bytes and both go out in one ``writev`` (:class:`HeadWithBody`).
+* docker, skopeo and buildah try HTTPS first, even on loopback; uvicorn answers each try with
+  a 400 and logs ``Invalid HTTP request received.``. This protocol answers the same 400 (so the
+  clients' fallback to plain HTTP is unchanged) and instead logs, once per client address, that
+  a client tried TLS on this plain-HTTP port (later tries from that address at debug level).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 log = logging.getLogger("openecr.http")
 
@@ -31,10 +37,68 @@ def tls_notice(client: str) -> str:
     )
 
 
+class HeadWithBody:
+    """The connection's transport as one request cycle sees it. The cycle's first write once
+    its response has started is the response's head: it is held, and goes out with the next
+    write (the first body bytes) in one ``writelines``, or alone when the response completes
+    or the cycle closes the connection. Every other write passes straight through (a
+    ``100 Continue`` is written before the response starts), so bytes keep their order."""
+
+    __slots__ = ("_completed", "_cycle", "_head", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
+        self._transport = transport
+        self._cycle: RequestResponseCycle | None = cycle
+        self._head: bytes | None = None
+        self._completed: Callable[[], None] = cycle.on_response
+        cycle.transport = self  # type: ignore[assignment]
+        cycle.on_response = self.completed
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.writelines((head, data))  # one writev
+            return
+        cycle = self._cycle
+        if cycle is not None and cycle.response_started:
+            self._cycle = None
+            self._head = data
+            return
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        """Writes the head if it still waits."""
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head)
+
+    def completed(self) -> None:
+        """The cycle's response is complete (a HEAD answer has no body to carry its head)."""
+        self.flush()
+        self._completed()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+
 class PlainPortProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with TLS handshakes answered quietly (see the module)."""
+    """uvicorn's httptools protocol, with each response's head sent with its body and TLS
+    handshakes answered quietly (see the module)."""
 
     _started = False
+
+    def on_headers_complete(self) -> None:
+        before = self.cycle
+        super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle is not before:  # a request (not an upgrade)
+            HeadWithBody(self.transport, cycle)
 
     def data_received(self, data: bytes) -> None:
         if not self._started:
