@@ -10,6 +10,7 @@ import hashlib
 import socket
 from typing import Any
 
+import httpx
 import uvicorn
 from starlette.types import Receive, Scope, Send
 from uvicorn.server import ServerState
@@ -226,3 +227,22 @@ def test_an_upload_waits_for_100_continue_on_a_real_server(make_server: ServerFa
         sock.sendall(f"GET /v2/plain/port/blobs/{digest} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         fetched = read_answer(sock, bytearray())
     assert fetched.endswith(b"\r\n\r\n" + data)
+
+
+def test_answers_name_no_server(make_server: ServerFactory) -> None:
+    """Like ECR and distribution, no ``server`` header (uvicorn's would be ``uvicorn``)."""
+    server = make_server()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = read_answer(sock, bytearray())
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert b"\r\ndate: " in head and b"\r\nserver:" not in head
+    ecr = httpx.post(
+        server.endpoint,
+        headers={
+            "X-Amz-Target": "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories",
+            "Content-Type": "application/x-amz-json-1.1",
+        },
+        content=b"{}",
+    )
+    assert ecr.status_code == 200 and "server" not in ecr.headers

@@ -303,6 +303,7 @@ def uvicorn_options(config: Config) -> dict[str, Any]:
     options: dict[str, Any] = {
         "log_level": config.log_level,
         "access_log": False,  # openecr writes its own (openecr.api.observe)
+        "server_header": False,  # like ECR and distribution: no "server: uvicorn"
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
     }
     if config.tls_cert is not None:

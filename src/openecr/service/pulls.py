@@ -97,6 +97,8 @@ class PullRecorder:
         seen = window.get(who)
         if seen is None:
             seen = window.setdefault(who, set())
+        elif seen.issuperset(digests):  # the common case: all noted already
+            return
         new = set(digests)
         new -= seen
         if not new:
