@@ -268,6 +268,13 @@ class OpenecrNoPullTimes(Openecr):
         return [*super().command(), "--no-pull-times"]
 
 
+class OpenecrTwin(Openecr):
+    """This build again, with the same options, as its own process: how far two identical
+    servers differ in the same run (the run's noise), the yardstick for "no slower"."""
+
+    name = "openecr-twin"
+
+
 class Moto(Server):
     name = "moto"
     ecr = True
@@ -372,6 +379,7 @@ ALL: dict[str, type[Server]] = {
         Baseline,
         OpenecrBothCores,
         OpenecrNoPullTimes,
+        OpenecrTwin,
         Moto,
         Ministack,
         Distribution,
@@ -383,6 +391,7 @@ DEFAULT = (
     "openecr",
     "openecr-2",
     "no-pull-times",
+    "openecr-twin",
     "moto",
     "ministack",
     "distribution",

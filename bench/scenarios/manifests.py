@@ -20,6 +20,7 @@ SERVERS = (
     "baseline",
     "openecr-2",
     "no-pull-times",
+    "openecr-twin",
     "ministack",
     "distribution",
 )
