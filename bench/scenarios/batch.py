@@ -13,7 +13,7 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 
 from bench import wrk
-from bench.clients import Ecr
+from bench.clients import Ecr, Puts
 from bench.common import AUTHORIZATION, ECR_CONTENT_TYPE, ECR_TARGET, BenchError
 from bench.context import Case, Context, interleaved
 from bench.images import OCI_MANIFEST, Bulk, tag
@@ -30,17 +30,15 @@ def repository(size: int) -> str:
 
 
 def load(server: Server, sizes: tuple[int, ...], bulk: Bulk) -> None:
-    ecr = Ecr(server.endpoint)
+    puts = Puts(server.endpoint)
     try:
         for size in sizes:
             repo = repository(size)
-            ecr.create_repository(repo)
-            for blob in bulk.blobs:
-                ecr.upload_blob(repo, blob)
+            Ecr.make_repository(server.endpoint, repo, bulk.blobs)
             for index in range(size):
-                ecr.put_image(repo, bulk.manifest(index), tag(index), OCI_MANIFEST)
+                puts.put_image(repo, bulk.manifest(index), tag(index), OCI_MANIFEST)
     finally:
-        ecr.close()
+        puts.close()
 
 
 def prepare(ctx: Context, servers: list[Server]) -> list[Server]:

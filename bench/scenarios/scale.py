@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from bench import wrk
-from bench.clients import Ecr
+from bench.clients import Ecr, Puts
 from bench.common import AUTHORIZATION, ECR_CONTENT_TYPE, ECR_TARGET, BenchError
 from bench.context import Case, Context, interleaved
 from bench.images import OCI_MANIFEST, Bulk, tag
@@ -103,18 +103,18 @@ def put_range(
     progress: Progress,
     stop: threading.Event,
 ) -> None:
-    ecr = Ecr(endpoint)
+    puts = Puts(endpoint)
     try:
         for index in indices:
             if stop.is_set():
                 return
-            ecr.put_image(repo, bulk.manifest(index), tag(index), OCI_MANIFEST)
+            puts.put_image(repo, bulk.manifest(index), tag(index), OCI_MANIFEST)
             progress.step()
     except BaseException:
         stop.set()  # the other loaders give up too
         raise
     finally:
-        ecr.close()
+        puts.close()
 
 
 def load(ctx: Context, server: Server, size: int, bulk: Bulk) -> float:
