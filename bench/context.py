@@ -56,7 +56,10 @@ def interleaved(
     ctx: Context, cases: Sequence[Case], servers: Sequence[Server], measure: Measure
 ) -> None:
     """Each repetition runs every case on every server before the next repetition starts, in
-    a server order rotated per repetition, so drift (thermal, other load) spreads evenly.
+    a server order rotated per repetition and reversed every other one, so drift (thermal,
+    other load) spreads evenly and no server always follows the same one (what a server still
+    does after its run, such as writing pull times, would otherwise always land on the same
+    neighbour).
     ``measure(case, server, seconds, rep)`` returns a value per row; a failure marks that
     server's rows as errors and the rest goes on. A warm-up run (rep -1, not counted)
     precedes each case's first run."""
@@ -75,6 +78,8 @@ def interleaved(
     for rep in range(settings.reps):
         shift = rep % max(len(servers), 1)
         order = [*servers[shift:], *servers[:shift]]
+        if rep % 2:
+            order.reverse()
         for case in cases:
             for server in order:
                 if any(ctx.results.failed(key, server.name) for key in case.keys):

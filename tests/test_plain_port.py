@@ -64,15 +64,19 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
                 break
         chunks = [body]
     else:
-        chunks = {"/small": [b"hello"], "/stream": [b"a" * 10, b"b" * 20, b"c" * 30]}.get(
-            path, [b""]
-        )
+        chunks = {
+            "/small": [b"hello"],
+            "/slow": [b"late"],
+            "/stream": [b"a" * 10, b"b" * 20, b"c" * 30],
+        }.get(path, [b""])
     length = str(sum(map(len, chunks))).encode()
     await send(
         {"type": "http.response.start", "status": 200, "headers": [(b"content-length", length)]}
     )
     if path == "/fail":
         raise RuntimeError("after the head")
+    if path == "/slow":  # the body comes some turns of the loop later
+        await asyncio.sleep(0.05)
     for i, chunk in enumerate(chunks):
         await send({"type": "http.response.body", "body": chunk, "more_body": i < len(chunks) - 1})
 
@@ -93,6 +97,7 @@ def exchange(request: bytes) -> RecordingTransport:
             protocol.data_received(request)
             for _ in range(20):  # the app's task, then its sends
                 await asyncio.sleep(0)
+            await asyncio.sleep(0.1)  # /slow's body
             protocol.connection_lost(None)
 
         loop.run_until_complete(drive())
@@ -113,6 +118,15 @@ def test_a_streamed_answer_sends_its_head_with_the_first_chunk() -> None:
     transport = exchange(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
     assert [len(parts) for parts in transport.writes] == [2, 1, 1]
     assert [parts[-1] for parts in transport.writes] == [b"a" * 10, b"b" * 20, b"c" * 30]
+
+
+def test_a_head_does_not_wait_for_a_slow_body() -> None:
+    """The head of an answer whose body comes turns of the loop later (a blob streamed from
+    an upstream) goes out at the next turn, alone."""
+    transport = exchange(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert len(transport.writes) == 2
+    assert transport.writes[0][0].startswith(b"HTTP/1.1 200 OK") and len(transport.writes[0]) == 1
+    assert transport.writes[1] == [b"late"]
 
 
 def test_a_head_answer_goes_out_when_the_response_completes() -> None:

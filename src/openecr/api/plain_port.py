@@ -37,16 +37,44 @@ def tls_notice(client: str) -> str:
     )
 
 
+class HeldHeads:
+    """The heads held in this turn of the event loop: all written, if still held, by one
+    callback at the loop's next turn (one per turn, not one per response)."""
+
+    __slots__ = ("_held", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._held: list[HeadWithBody] = []
+
+    def add(self, head: HeadWithBody) -> None:
+        held = self._held
+        held.append(head)
+        if len(held) == 1:
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, []
+        for head in held:
+            head.flush()
+
+
 class HeadWithBody:
     """The connection's transport as one request cycle sees it. The cycle's first write once
     its response has started is the response's head: it is held, and goes out with the next
-    write (the first body bytes) in one ``writelines``, or alone when the response completes
-    or the cycle closes the connection. Every other write passes straight through (a
-    ``100 Continue`` is written before the response starts), so bytes keep their order."""
+    write (the first body bytes) in one ``writelines`` when that comes in the same turn of the
+    event loop (a small answer's body always does), else alone at the loop's next turn
+    (:class:`HeldHeads`), or when the response completes or the cycle closes the connection,
+    whichever is first. Every other write passes straight through (a ``100 Continue`` is
+    written before the response starts), so bytes keep their order and a head never waits
+    for a slow body."""
 
-    __slots__ = ("_completed", "_cycle", "_head", "_transport")
+    __slots__ = ("_completed", "_cycle", "_head", "_heads", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
+    def __init__(
+        self, transport: asyncio.Transport, cycle: RequestResponseCycle, heads: HeldHeads
+    ) -> None:
+        self._heads = heads
         self._transport = transport
         self._cycle: RequestResponseCycle | None = cycle
         self._head: bytes | None = None
@@ -64,6 +92,7 @@ class HeadWithBody:
         if cycle is not None and cycle.response_started:
             self._cycle = None
             self._head = data
+            self._heads.add(self)
             return
         self._transport.write(data)
 
@@ -98,7 +127,12 @@ class PlainPortProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle is not before:  # a request (not an upgrade)
-            HeadWithBody(self.transport, cycle)
+            # one per server (its state is shared by its connections), like the TLS notices
+            heads: HeldHeads | None = getattr(self.server_state, "openecr_held_heads", None)
+            if heads is None:
+                heads = HeldHeads(self.loop)
+                self.server_state.openecr_held_heads = heads  # type: ignore[attr-defined]
+            HeadWithBody(self.transport, cycle, heads)
 
     def data_received(self, data: bytes) -> None:
         if not self._started:
