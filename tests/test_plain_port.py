@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.server import ServerState
 
 from conftest import ServerFactory
-from openecr.api.plain_port import PlainPortProtocol
+from openecr.api.plain_port import HeadWithBody, HeldHeads, PlainPortProtocol
 
 
 class RecordingTransport(asyncio.Transport):
@@ -33,9 +34,13 @@ class RecordingTransport(asyncio.Transport):
         )
 
     def write(self, data: Any) -> None:
+        if self.closed:  # as uvloop's, once closed
+            raise RuntimeError("unable to perform operation: the handler is closed")
         self.writes.append([bytes(data)])
 
     def writelines(self, list_of_data: Any) -> None:
+        if self.closed:
+            raise RuntimeError("unable to perform operation: the handler is closed")
         self.writes.append([bytes(part) for part in list_of_data])
 
     def is_closing(self) -> bool:
@@ -127,6 +132,27 @@ def test_a_head_does_not_wait_for_a_slow_body() -> None:
     assert len(transport.writes) == 2
     assert transport.writes[0][0].startswith(b"HTTP/1.1 200 OK") and len(transport.writes[0]) == 1
     assert transport.writes[1] == [b"late"]
+
+
+def test_a_held_head_of_a_connection_closed_meanwhile_is_dropped() -> None:
+    """The connection closes in the turn its head was held: the next turn's flush writes
+    nothing (a closed transport refuses writes) and the other heads held with it still go."""
+    loop = asyncio.new_event_loop()
+    try:
+        heads = HeldHeads(loop)
+        gone, alive = RecordingTransport(), RecordingTransport()
+        held = []
+        for transport in (gone, alive):
+            cycle = SimpleNamespace(response_started=False, on_response=lambda: None)
+            held.append(HeadWithBody(transport, cycle, heads))  # type: ignore[arg-type]
+            cycle.response_started = True
+        for head in held:
+            head.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        gone.closed = True
+        loop.run_until_complete(asyncio.sleep(0))
+        assert gone.writes == [] and alive.writes == [[b"HTTP/1.1 200 OK\r\n\r\n"]]
+    finally:
+        loop.close()
 
 
 def test_a_head_answer_goes_out_when_the_response_completes() -> None:

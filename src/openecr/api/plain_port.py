@@ -97,11 +97,13 @@ class HeadWithBody:
         self._transport.write(data)
 
     def flush(self) -> None:
-        """Writes the head if it still waits."""
+        """Writes the head if it still waits (and the connection is still open: a client gone
+        meanwhile gets nothing, as from uvicorn)."""
         head = self._head
         if head is not None:
             self._head = None
-            self._transport.write(head)
+            if not self._transport.is_closing():
+                self._transport.write(head)
 
     def completed(self) -> None:
         """The cycle's response is complete (a HEAD answer has no body to carry its head)."""
