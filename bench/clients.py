@@ -27,6 +27,16 @@ def ecr_headers(operation: str) -> dict[str, str]:
     }
 
 
+def put_image_input(repository: str, manifest: bytes, tag: str, media_type: str) -> dict[str, str]:
+    """The body of a PutImage call that tags ``manifest`` in ``repository``."""
+    return {
+        "repositoryName": repository,
+        "imageManifest": manifest.decode(),
+        "imageManifestMediaType": media_type,
+        "imageTag": tag,
+    }
+
+
 class Ecr:
     """The ECR JSON API over one keep-alive connection."""
 
@@ -77,15 +87,7 @@ class Ecr:
         return digest
 
     def put_image(self, repository: str, manifest: bytes, tag: str, media_type: str) -> None:
-        self.call(
-            "PutImage",
-            {
-                "repositoryName": repository,
-                "imageManifest": manifest.decode(),
-                "imageManifestMediaType": media_type,
-                "imageTag": tag,
-            },
-        )
+        self.call("PutImage", put_image_input(repository, manifest, tag, media_type))
 
     def batch_get_image(self, body: bytes) -> dict[str, Any]:
         response = self.client.post("/", content=body, headers=ecr_headers("BatchGetImage"))
@@ -111,14 +113,7 @@ class Puts:
         self.connection.close()
 
     def put_image(self, repository: str, manifest: bytes, tag: str, media_type: str) -> None:
-        body = json.dumps(
-            {
-                "repositoryName": repository,
-                "imageManifest": manifest.decode(),
-                "imageManifestMediaType": media_type,
-                "imageTag": tag,
-            }
-        ).encode()
+        body = json.dumps(put_image_input(repository, manifest, tag, media_type)).encode()
         self.connection.request("POST", "/", body, self.headers)
         response = self.connection.getresponse()
         answer = response.read()

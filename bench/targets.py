@@ -62,12 +62,18 @@ def _ratios(
     m: Medians, keys: Iterable[Key], server: str, other: str, floor: float
 ) -> Outcome | None:
     """Every row's ratio of ``server`` over ``other`` at least ``floor``; shows the lowest."""
-    found = [(key, r) for key in keys if (r := m.ratio(key, server, other)) is not None]
+    return _lowest([(key, m.ratio(key, server, other)) for key in keys], floor)
+
+
+def _lowest(ratios: list[tuple[Key, float | None]], floor: float, note: str = "") -> Outcome | None:
+    """Met when every measured ratio is at least ``floor``; shows the lowest (and ``note``)."""
+    found = [(key, r) for key, r in ratios if r is not None]
     if not found:
         return None
     key, worst = min(found, key=lambda pair: pair[1])
     return Outcome(
-        f"lowest {worst:.2f}x ({key.scenario}: {key.case}, {key.metric}) of {len(found)} rows",
+        f"lowest {worst:.2f}x ({key.scenario}: {key.case}, {key.metric}) of {len(found)} rows"
+        + note,
         worst >= floor,
     )
 
@@ -161,29 +167,24 @@ def _no_slower(m: Medians, keys: list[Key], other: str) -> Outcome | None:
     difference two processes of the same build also show in the same run is no difference.
     With a twin, this build's value is that of both its processes (:func:`_pooled_ratio`);
     without one, strictly at least."""
-    found = [(key, r) for key in keys if (r := _pooled_ratio(m, key, other)) is not None]
-    if not found:
-        return None
-    key, worst = min(found, key=lambda pair: pair[1])
+    ratios = [(key, _pooled_ratio(m, key, other)) for key in keys]
     noise = _noise(m, keys)
-    measured = (
-        f"lowest {worst:.2f}x ({key.scenario}: {key.case}, {key.metric}) of {len(found)} rows"
-    )
     if noise is None:
-        return Outcome(measured, worst >= 1.0)
-    return Outcome(
-        f"{measured}; openecr and its twin differ by up to {noise:.1%}", worst >= 1.0 - noise
-    )
+        return _lowest(ratios, 1.0)
+    return _lowest(ratios, 1.0 - noise, f"; openecr and its twin differ by up to {noise:.1%}")
+
+
+def _small_reads(m: Medians) -> list[Key]:
+    """The throughput rows of BatchGetImage and /v2 manifest reads."""
+    return [*m.keys("BatchGetImage", "", "calls/s"), *m.keys("/v2 manifest", "", "req/s")]
 
 
 def _pull_times(m: Medians) -> Outcome | None:
-    rows = [*m.keys("BatchGetImage", "", "calls/s"), *m.keys("/v2 manifest", "", "req/s")]
-    return _no_slower(m, rows, OFF)
+    return _no_slower(m, _small_reads(m), OFF)
 
 
 def _baseline_rows(m: Medians) -> Outcome | None:
-    rows = [*m.keys("BatchGetImage", "", "calls/s"), *m.keys("/v2 manifest", "", "req/s")]
-    return _no_slower(m, rows, "baseline")
+    return _no_slower(m, _small_reads(m), "baseline")
 
 
 TARGETS: list[tuple[str, Check]] = [

@@ -123,18 +123,23 @@ class PlainPortProtocol(HttpToolsProtocol):
     handshakes answered quietly (see the module)."""
 
     _started = False
+    _heads: HeldHeads
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # one per server (its state is shared by its connections), like the TLS notices
+        heads: HeldHeads | None = getattr(self.server_state, "openecr_held_heads", None)
+        if heads is None:
+            heads = HeldHeads(self.loop)
+            self.server_state.openecr_held_heads = heads  # type: ignore[attr-defined]
+        self._heads = heads
 
     def on_headers_complete(self) -> None:
         before = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle is not before:  # a request (not an upgrade)
-            # one per server (its state is shared by its connections), like the TLS notices
-            heads: HeldHeads | None = getattr(self.server_state, "openecr_held_heads", None)
-            if heads is None:
-                heads = HeldHeads(self.loop)
-                self.server_state.openecr_held_heads = heads  # type: ignore[attr-defined]
-            HeadWithBody(self.transport, cycle, heads)
+            HeadWithBody(self.transport, cycle, self._heads)
 
     def data_received(self, data: bytes) -> None:
         if not self._started:
