@@ -165,6 +165,19 @@ def test_pulls_record_their_time(server: Server, ecr: Any, repo: str) -> None:
     assert "lastRecordedPullTime" not in detail(ecr, repo, checked)
 
 
+def test_every_image_of_a_call_gets_its_time(server: Server, ecr: Any, repo: str) -> None:
+    """A pull notes images by their key in the store: each image of one BatchGetImage call
+    (and one pulled again later in the window) is recorded, and only those."""
+    digests = {t: pushed(ecr, repo, t)[1] for t in ("a", "b", "c", "idle")}
+    ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "a"}, {"imageTag": "b"}])
+    ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "b"}, {"imageTag": "c"}])
+    assert httpx.get(f"{server.endpoint}/v2/{repo}/manifests/a").status_code == 200
+    for tag in ("a", "b", "c"):
+        wait_for_pull_time(ecr, repo, digests[tag])
+    time.sleep(1.5)  # the writer runs every second
+    assert "lastRecordedPullTime" not in detail(ecr, repo, digests["idle"])
+
+
 def test_pull_times_survive_a_restart(make_server: ServerFactory) -> None:
     server = make_server()
     ecr = server.client()

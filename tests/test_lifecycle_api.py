@@ -461,7 +461,7 @@ def test_since_image_pulled_counts_from_the_last_pull(server: Server, ecr: Any, 
         digests = seed(runtime, repo, [("pulled", ["a"], 60), ("idle", ["b"], 60)], now)
         recorder = PullRecorder(runtime.metadata, clock=lambda: now - timedelta(days=2))
         record = runtime.registry.images.lookup(ACCOUNT, repo, ImageId(tag="a"))
-        recorder.note(record.repository_id, [record.digest])
+        recorder.note(record.repository_id, {record.seq: record.digest})
         assert recorder.flush() == 1
         ecr.put_lifecycle_policy(
             repositoryName=repo,

@@ -38,7 +38,9 @@ def test_the_pull_time_writer_never_waits_for_a_clients_lock(postgres_url: str) 
         repo = pushed[0].repository
         a, b = (p.image.digest for p in pushed)
         recorder = PullRecorder(store, clock=lambda: PULLED)
-        recorder.note(repo.id, [a, b], ACCOUNT)
+        with store.read() as tx:  # the images as a pull reads them: with their keys
+            stored = [tx.get_image(repo.id, digest) for digest in (a, b)]
+        recorder.note(repo.id, {i.seq: i.digest for i in stored if i is not None}, ACCOUNT)
         written: list[int] = []
         writer = threading.Thread(target=lambda: written.append(recorder.flush()))
         with store.write() as tx:

@@ -43,6 +43,13 @@ def _store_with(tmp_path: Path, count: int) -> tuple[SqlMetadataStore, int, list
     return store, repo_id, many
 
 
+def _keyed(store: SqlMetadataStore, repo_id: int, digests: list[str]) -> dict[int, str]:
+    """The images ``digests`` as a pull notes them: each one's key in the store to its digest."""
+    with store.read() as tx:
+        found = [tx.get_image(repo_id, digest) for digest in digests]
+    return {image.seq: image.digest for image in found if image is not None}
+
+
 def _pulled(store: SqlMetadataStore, repo_id: int, digest: str) -> datetime | None:
     with store.read() as tx:
         found = tx.get_image(repo_id, digest)
@@ -55,17 +62,19 @@ def test_one_write_per_image_per_window(tmp_path: Path) -> None:
     clock = Clock()
     recorder = PullRecorder(store, clock=clock, interval=timedelta(minutes=1))
     try:
-        recorder.note(repo_id, [a, b], REGISTRY)
+        recorder.note(repo_id, _keyed(store, repo_id, [a, b]), REGISTRY)
         clock.now = T0 + timedelta(seconds=10)
-        recorder.note(repo_id, [a], REGISTRY)  # already noted in this window: skipped
+        recorder.note(
+            repo_id, _keyed(store, repo_id, [a]), REGISTRY
+        )  # already noted in this window: skipped
         assert recorder.flush() == 2
         assert _pulled(store, repo_id, a) == T0
         clock.now = T0 + timedelta(seconds=30)
-        recorder.note(repo_id, [a], REGISTRY)
+        recorder.note(repo_id, _keyed(store, repo_id, [a]), REGISTRY)
         assert recorder.flush() == 0
         clock.now = T0 + timedelta(minutes=1)
         assert recorder.flush() == 0  # a new window starts
-        recorder.note(repo_id, [a, a], REGISTRY)
+        recorder.note(repo_id, _keyed(store, repo_id, [a, a]), REGISTRY)
         assert recorder.flush() == 1
         assert _pulled(store, repo_id, a) == T0 + timedelta(minutes=1)
         assert _pulled(store, repo_id, b) == T0
@@ -79,13 +88,19 @@ def test_excluded_principals_are_checked_again_once_lifted(tmp_path: Path) -> No
     excluded = {"arn:aws:iam::123456789012:user/ci"}
     recorder = PullRecorder(store, clock=Clock(), excluded=lambda _r, p: p in excluded)
     try:
-        recorder.note(repo_id, [a], REGISTRY, "arn:aws:iam::123456789012:user/ci")
-        recorder.note(repo_id, [c], REGISTRY, "arn:aws:iam::123456789012:user/dev")
+        recorder.note(
+            repo_id, _keyed(store, repo_id, [a]), REGISTRY, "arn:aws:iam::123456789012:user/ci"
+        )
+        recorder.note(
+            repo_id, _keyed(store, repo_id, [c]), REGISTRY, "arn:aws:iam::123456789012:user/dev"
+        )
         assert recorder.flush() == 1
         assert _pulled(store, repo_id, a) is None
         assert _pulled(store, repo_id, c) == T0
         excluded.clear()  # in the same window, the principal's next pull counts
-        recorder.note(repo_id, [a], REGISTRY, "arn:aws:iam::123456789012:user/ci")
+        recorder.note(
+            repo_id, _keyed(store, repo_id, [a]), REGISTRY, "arn:aws:iam::123456789012:user/ci"
+        )
         recorder.close()
         assert _pulled(store, repo_id, a) == T0
     finally:
@@ -97,7 +112,7 @@ def test_a_burst_of_first_pulls_is_written_over_several_flushes(tmp_path: Path) 
     store, repo_id, many = _store_with(tmp_path, FLUSH_MAX + 5)
     recorder = PullRecorder(store, clock=Clock())
     try:
-        recorder.note(repo_id, many, REGISTRY)
+        recorder.note(repo_id, _keyed(store, repo_id, many), REGISTRY)
         assert recorder.flush() == FLUSH_MAX
         assert recorder.flush() == 5
         assert recorder.flush() == 0
@@ -108,7 +123,11 @@ def test_a_burst_of_first_pulls_is_written_over_several_flushes(tmp_path: Path) 
 
 
 def _pull_steadily(
-    recorder: PullRecorder, repo_id: int, digests: list[str], seconds: float
+    recorder: PullRecorder,
+    store: SqlMetadataStore,
+    repo_id: int,
+    digests: list[str],
+    seconds: float,
 ) -> list[str]:
     """Note a new image every 20 ms for ``seconds`` (pulls that keep coming); the noted."""
     noted: list[str] = []
@@ -116,7 +135,7 @@ def _pull_steadily(
     for digest in digests:
         if time.monotonic() >= deadline:
             break
-        recorder.note(repo_id, [digest], REGISTRY)
+        recorder.note(repo_id, _keyed(store, repo_id, [digest]), REGISTRY)
         noted.append(digest)
         time.sleep(0.02)
     return noted
@@ -137,7 +156,7 @@ def test_times_are_written_once_the_pulls_pause(tmp_path: Path) -> None:
     store, repo_id, many = _store_with(tmp_path, 300)
     recorder = PullRecorder(store, max_delay=timedelta(minutes=5))
     try:
-        noted = _pull_steadily(recorder, repo_id, many, 3.5)
+        noted = _pull_steadily(recorder, store, repo_id, many, 3.5)
         assert all(_pulled(store, repo_id, d) is None for d in noted)  # nothing written yet
         assert _wait_written(store, repo_id, noted) < 3
     finally:
@@ -151,8 +170,8 @@ def test_sustained_pulls_get_their_times_written_within_max_delay(tmp_path: Path
     try:
         first = many[:5]
         for digest in first:
-            recorder.note(repo_id, [digest], REGISTRY)
-        _pull_steadily(recorder, repo_id, many[5:], 4)  # never a quiet second
+            recorder.note(repo_id, _keyed(store, repo_id, [digest]), REGISTRY)
+        _pull_steadily(recorder, store, repo_id, many[5:], 4)  # never a quiet second
         # the first ones were written while the pulls went on: after max_delay, at a look
         assert all(_pulled(store, repo_id, d) is not None for d in first)
     finally:

@@ -597,7 +597,7 @@ class ImageService:
         another form, else the id fails with ImageNotFound."""
         images: list[ResolvedImage] = []
         failures: list[ImageFailure] = []
-        pulled: list[str] = []  # digests
+        pulled: dict[int, str] = {}  # image key (seq) -> digest
         seen: set[tuple[str, str | None]] = set()
         upstream = self._ensure(registry_id, name, image_ids, permit)
         with self.meta.read() as tx:
@@ -626,7 +626,7 @@ class ImageService:
                 if found not in failures:
                     failures.append(found)
                 continue
-            pulled.append(record.digest)
+            pulled[record.seq] = record.digest
             if accepted is None or record.media_type in accepted:  # the stored form (_serve)
                 served: tuple[bytes, str, str] | None = (
                     record.manifest,
@@ -841,7 +841,9 @@ class ImageService:
         if record.storage_class == ARCHIVE:
             raise ImageArchived(REASON_ARCHIVED)
         if pull and self.pulls is not None:
-            self.pulls.note(record.repository_id, (record.digest,), registry_id, principal)
+            self.pulls.note(
+                record.repository_id, {record.seq: record.digest}, registry_id, principal
+            )
         return record
 
     @staticmethod

@@ -10,9 +10,10 @@ written is still each image's pull time, not the time of the write. The times ar
 
 At most one write per image per window of ``interval`` and process (ECR refreshes the time at
 least once every 24 hours): the process remembers which images were pulled in the current window
-(one set of digests per registry, principal and repository), and a pull notes only those not in
-it (a set difference, no lock, no clock read when nothing is new). The writer starts a new
-window every ``interval``.
+(one set of image keys per registry, principal and repository: the store's integer key of an
+image, so the check hashes and compares no digest), and a pull notes only those not in it (a
+subset check, no lock, no clock read when nothing is new). The writer starts a new window every
+``interval``.
 So a recorded time is that of the first pull of a window, at most ``interval`` before the last.
 Notes not yet written when the process dies are lost; :meth:`PullRecorder.close` writes them at
 shutdown.
@@ -31,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from openecr.ports.metadata import MetadataStore
@@ -53,6 +54,8 @@ MAX_DELAY = timedelta(minutes=1)
 Excluded = Callable[[str, str], bool]
 Who = tuple[str, str | None, int]  # (registry id, principal or None, repository id)
 Image = tuple[int, str]  # (repository id, digest)
+# a pull's note for the writer: who pulled, the digests new in the window, their keys, when
+Noted = tuple[Who, Sequence[str], Sequence[int], datetime]
 
 
 class PullRecorder:
@@ -69,12 +72,13 @@ class PullRecorder:
         self.interval = interval
         self.excluded = excluded
         self._lock = threading.Lock()  # the writer's side: one flush at a time, the thread
-        # the digests noted in the current window, by who pulled them from which repository; the
-        # writer replaces the whole dict to start a window (pulls read it and add to its sets)
-        self._window: dict[Who, set[str]] = {}
+        # the keys of the images noted in the current window, by who pulled them from which
+        # repository; the writer replaces the whole dict to start a window (pulls read it and
+        # add to its sets)
+        self._window: dict[Who, set[int]] = {}
         self._window_started = clock()
         # what pulls noted, for the writer: deque.append and popleft are atomic
-        self._queue: deque[tuple[Who, set[str], datetime]] = deque()
+        self._queue: deque[Noted] = deque()
         self.max_delay = max_delay
         self._looked = 0  # the queue's length at the writer's last look
         self._wake = threading.Event()
@@ -84,27 +88,27 @@ class PullRecorder:
     def note(
         self,
         repository_id: int,
-        digests: Iterable[str],
+        images: Mapping[int, str],
         registry_id: str = "",
         principal: str | None = None,
     ) -> None:
-        """Record that ``principal`` pulled the images ``digests`` of repository
-        ``repository_id`` of registry ``registry_id`` now. The cheapest thing on a pull's path:
-        a set difference against the images already noted in this window; exclusions and the
-        write happen in the writer."""
+        """Record that ``principal`` pulled ``images`` (each image's key in the store,
+        ``ImageRecord.seq``, to its digest) of repository ``repository_id`` of registry
+        ``registry_id`` now. The cheapest thing on a pull's path: a subset check of the keys
+        (integers: no hashing of digests, no comparison of strings) against the images already
+        noted in this window; exclusions and the write happen in the writer."""
         who = (registry_id, principal, repository_id)
         window = self._window
         seen = window.get(who)
         if seen is None:
             seen = window.setdefault(who, set())
-        elif seen.issuperset(digests):  # the common case: all noted already
+        elif images.keys() <= seen:  # the common case: all noted already
             return
-        new = set(digests)
-        new -= seen
+        new = [key for key in images if key not in seen]
         if not new:
             return
-        seen |= new
-        self._queue.append((who, new, self.clock()))
+        seen.update(new)
+        self._queue.append((who, [images[key] for key in new], new, self.clock()))
         if self._thread is None:
             self._start()
 
@@ -149,9 +153,9 @@ class PullRecorder:
         """Put ``(repository id, digest, time)`` back for the next flush (exclusions were
         already applied: noted without a principal)."""
         for repo_id, digest, at in images:
-            self._queue.append((("", None, repo_id), {digest}, at))
+            self._queue.append((("", None, repo_id), (digest,), (), at))
 
-    def _take(self) -> list[tuple[Who, set[str], datetime]]:
+    def _take(self) -> list[Noted]:
         """What pulls noted since the last take."""
         taken = []
         queue = self._queue
@@ -161,12 +165,12 @@ class PullRecorder:
             except IndexError:
                 return taken
 
-    def _included(self, noted: list[tuple[Who, set[str], datetime]]) -> dict[Image, datetime]:
+    def _included(self, noted: list[Noted]) -> dict[Image, datetime]:
         """The latest pull of each image, leaving out pulls by excluded principals (taken out
         of the window: their next pull is noted and checked again)."""
         verdicts: dict[tuple[str, str], bool] = {}
         latest: dict[Image, datetime] = {}
-        for who, digests, at in noted:
+        for who, digests, keys, at in noted:
             registry_id, principal, repo_id = who
             if principal is not None and self.excluded is not None:
                 asked = (registry_id, principal)
@@ -179,7 +183,7 @@ class PullRecorder:
                 if verdicts[asked]:
                     seen = self._window.get(who)
                     if seen is not None:
-                        seen -= digests
+                        seen.difference_update(keys)
                     continue
             for digest in digests:
                 image = (repo_id, digest)
@@ -199,7 +203,7 @@ class PullRecorder:
         if not size:
             return False
         try:
-            oldest = queue[0][2]
+            oldest = queue[0][3]
         except IndexError:  # taken meanwhile (close)
             return False
         return quiet or self.clock() - oldest >= self.max_delay
