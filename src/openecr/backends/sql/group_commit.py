@@ -28,7 +28,7 @@ could: the second would wait for the first's database lock)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, RootTransaction
@@ -49,13 +49,15 @@ class _Group:
 
 class GroupCommitter:
     """Write transactions on one connection of ``engine`` (whose ``begin`` starts a write
-    transaction), committed in groups; see the module's docstring."""
+    transaction), committed in groups; see the module's docstring. ``committed`` is called
+    after each group's COMMIT, by the committing thread (one at a time)."""
 
     # the most writers in one group: bounds how long the first one waits for its answer
     MAX_GROUP = 64
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, committed: Callable[[], None] | None = None) -> None:
         self._engine = engine
+        self._committed = committed
         self._turn = threading.Lock()  # the connection's owner runs its block or commits
         self._waiting = 0  # writers waiting for their turn (under _count)
         self._count = threading.Lock()
@@ -176,6 +178,8 @@ class GroupCommitter:
         self.writers += group.size
         self._group = self._tx = None
         group.done.set()
+        if self._committed is not None:
+            self._committed()
 
     def _end(self, group: _Group, error: BaseException) -> None:
         """The group failed: roll back whatever is left and give every member ``error``."""

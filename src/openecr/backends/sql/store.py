@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 
+from openecr.backends.sql.checkpoint import IdleCheckpointer
 from openecr.backends.sql.group_commit import GroupCommitter
 from openecr.backends.sql.locks import AdvisoryLocks
 from openecr.backends.sql.migrate import upgrade
@@ -39,8 +40,14 @@ class SqlMetadataStore:
         self._reader = self._engine(immediate=False)
         self._writer = self._engine(immediate=True)
         self._idle: list[Connection] = []  # list.pop/append are atomic: no lock needed
-        # SQLite: concurrent writers share transactions and fsyncs (group_commit.py)
-        self._group = GroupCommitter(self._writer) if self._is_sqlite else None
+        # SQLite: concurrent writers share transactions and fsyncs (group_commit.py), and the
+        # write-ahead log is copied into the database once they pause (checkpoint.py)
+        self._checkpoints = IdleCheckpointer(self._writer) if self._is_sqlite else None
+        self._group = (
+            GroupCommitter(self._writer, self._checkpoints.written)
+            if self._checkpoints is not None
+            else None
+        )
         # (revision before, revision now) of the schema migrations run on opening
         self.revisions: tuple[str | None, str] | None = upgrade(self._writer) if migrate else None
 
@@ -153,6 +160,8 @@ class SqlMetadataStore:
     def close(self) -> None:
         if self._group is not None:
             self._group.close()
+        if self._checkpoints is not None:
+            self._checkpoints.close()
         while self._idle:
             self._idle.pop().close()
         self._reader.dispose()
