@@ -45,7 +45,10 @@ FLUSH_SECONDS = 1.0
 # window over a large repository) is written over several seconds in short transactions, so
 # the writer never holds the GIL and the database's write lock for long
 FLUSH_MAX = 2000
-DEFAULT_INTERVAL = timedelta(minutes=1)
+# the window: an image's time is written at most once an hour (ECR refreshes it at least once a
+# day); a one-minute window rewrote the times of every image still being pulled each minute,
+# which cost 100-id BatchGetImage over a 10,000-image repository 2.5 % of its calls
+DEFAULT_INTERVAL = timedelta(hours=1)
 # while pulls keep coming, the longest a noted time waits to be written (it is written sooner,
 # at the writer's next look, once a second passes without a new note)
 MAX_DELAY = timedelta(minutes=1)

@@ -5,7 +5,7 @@ In WAL mode a reader looks every page it needs up in the log's index first, and 
 found there from the log file instead of the database's memory map; only once every frame of the
 log has been copied back (a checkpoint) does a new read skip the log altogether. SQLite
 checkpoints by itself when the log reaches 1,000 pages, so after a burst of writes (a push, the
-pull times written each minute) up to 999 pages stay in the log until the next burst, and every
+pull times written each window) up to 999 pages stay in the log until the next burst, and every
 read pays for them: measured, 100-image BatchGetImage calls over a 10,000-image repository cost
 3.7 % more CPU with 570 pages in the log than with none.
 
