@@ -275,6 +275,13 @@ class OpenecrTwin(Openecr):
     name = "openecr-twin"
 
 
+class OpenecrNoPullTimesTwin(OpenecrNoPullTimes):
+    """``no-pull-times`` again, as its own process: the other side of the pull-time comparison
+    measured by two processes too, as this build is (``openecr`` and ``openecr-twin``)."""
+
+    name = "no-pull-times-twin"
+
+
 class Moto(Server):
     name = "moto"
     ecr = True
@@ -380,6 +387,7 @@ ALL: dict[str, type[Server]] = {
         OpenecrBothCores,
         OpenecrNoPullTimes,
         OpenecrTwin,
+        OpenecrNoPullTimesTwin,
         Moto,
         Ministack,
         Distribution,
@@ -392,6 +400,7 @@ DEFAULT = (
     "openecr-2",
     "no-pull-times",
     "openecr-twin",
+    "no-pull-times-twin",
     "moto",
     "ministack",
     "distribution",

@@ -20,7 +20,16 @@ from bench.images import OCI_MANIFEST, Bulk, tag
 from bench.report import Key
 from bench.servers import Server
 
-SERVERS = ("openecr", "baseline", "openecr-2", "no-pull-times", "openecr-twin", "moto", "ministack")
+SERVERS = (
+    "openecr",
+    "baseline",
+    "openecr-2",
+    "no-pull-times",
+    "openecr-twin",
+    "no-pull-times-twin",
+    "moto",
+    "ministack",
+)
 SCENARIO = "BatchGetImage"
 BODIES = 100
 

@@ -21,6 +21,7 @@ SERVERS = (
     "openecr-2",
     "no-pull-times",
     "openecr-twin",
+    "no-pull-times-twin",
     "ministack",
     "distribution",
 )
