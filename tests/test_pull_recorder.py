@@ -62,11 +62,10 @@ def test_one_write_per_image_per_window(tmp_path: Path) -> None:
     clock = Clock()
     recorder = PullRecorder(store, clock=clock, interval=timedelta(minutes=1))
     try:
+        pulled_a = _keyed(store, repo_id, [a])
         recorder.note(repo_id, _keyed(store, repo_id, [a, b]), REGISTRY)
         clock.now = T0 + timedelta(seconds=10)
-        recorder.note(
-            repo_id, _keyed(store, repo_id, [a]), REGISTRY
-        )  # already noted in this window: skipped
+        recorder.note(repo_id, pulled_a, REGISTRY)  # already noted in this window: skipped
         assert recorder.flush() == 2
         assert _pulled(store, repo_id, a) == T0
         clock.now = T0 + timedelta(seconds=30)
@@ -88,19 +87,15 @@ def test_excluded_principals_are_checked_again_once_lifted(tmp_path: Path) -> No
     excluded = {"arn:aws:iam::123456789012:user/ci"}
     recorder = PullRecorder(store, clock=Clock(), excluded=lambda _r, p: p in excluded)
     try:
-        recorder.note(
-            repo_id, _keyed(store, repo_id, [a]), REGISTRY, "arn:aws:iam::123456789012:user/ci"
-        )
-        recorder.note(
-            repo_id, _keyed(store, repo_id, [c]), REGISTRY, "arn:aws:iam::123456789012:user/dev"
-        )
+        ci, dev = "arn:aws:iam::123456789012:user/ci", "arn:aws:iam::123456789012:user/dev"
+        pulled_a, pulled_c = _keyed(store, repo_id, [a]), _keyed(store, repo_id, [c])
+        recorder.note(repo_id, pulled_a, REGISTRY, ci)
+        recorder.note(repo_id, pulled_c, REGISTRY, dev)
         assert recorder.flush() == 1
         assert _pulled(store, repo_id, a) is None
         assert _pulled(store, repo_id, c) == T0
         excluded.clear()  # in the same window, the principal's next pull counts
-        recorder.note(
-            repo_id, _keyed(store, repo_id, [a]), REGISTRY, "arn:aws:iam::123456789012:user/ci"
-        )
+        recorder.note(repo_id, pulled_a, REGISTRY, ci)
         recorder.close()
         assert _pulled(store, repo_id, a) == T0
     finally:
