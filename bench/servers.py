@@ -394,13 +394,18 @@ ALL: dict[str, type[Server]] = {
         Cluster,
     )
 }
-# what runs when --servers is not given (the baseline only when asked for)
-DEFAULT = (
+# openecr in every configuration the read scenarios compare (the baseline is another build)
+OPENECR_CONFIGS = (
     "openecr",
+    "baseline",
     "openecr-2",
     "no-pull-times",
     "openecr-twin",
     "no-pull-times-twin",
+)
+# what runs when --servers is not given (the baseline only when asked for)
+DEFAULT = (
+    *(name for name in OPENECR_CONFIGS if name != "baseline"),
     "moto",
     "ministack",
     "distribution",

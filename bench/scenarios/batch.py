@@ -18,18 +18,9 @@ from bench.common import AUTHORIZATION, ECR_CONTENT_TYPE, ECR_TARGET, BenchError
 from bench.context import Case, Context, interleaved
 from bench.images import OCI_MANIFEST, Bulk, tag
 from bench.report import Key
-from bench.servers import Server
+from bench.servers import OPENECR_CONFIGS, Server
 
-SERVERS = (
-    "openecr",
-    "baseline",
-    "openecr-2",
-    "no-pull-times",
-    "openecr-twin",
-    "no-pull-times-twin",
-    "moto",
-    "ministack",
-)
+SERVERS = (*OPENECR_CONFIGS, "moto", "ministack")
 SCENARIO = "BatchGetImage"
 BODIES = 100
 

@@ -13,18 +13,9 @@ from bench.common import BenchError
 from bench.context import Case, Context, interleaved
 from bench.images import OCI_MANIFEST, Bulk, tag
 from bench.report import Key
-from bench.servers import Server
+from bench.servers import OPENECR_CONFIGS, Server
 
-SERVERS = (
-    "openecr",
-    "baseline",
-    "openecr-2",
-    "no-pull-times",
-    "openecr-twin",
-    "no-pull-times-twin",
-    "ministack",
-    "distribution",
-)
+SERVERS = (*OPENECR_CONFIGS, "ministack", "distribution")
 SCENARIO = "/v2 manifest"
 REPOSITORY = "bench/v2"
 ACCEPT = f"{OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json"
