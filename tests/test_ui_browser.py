@@ -142,6 +142,8 @@ def test_a_browser_walks_the_page_from_slash_to_one_image(
     make_server: ServerFactory, browser: Any
 ) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
 
     server = make_server()
     top, child, evil = fill(server.client())
@@ -169,7 +171,10 @@ def test_a_browser_walks_the_page_from_slash_to_one_image(
 
     box = driver.find_element(By.ID, "tag")
     box.send_keys("1.")
+    unfiltered = driver.find_element(By.TAG_NAME, "tbody")
     box.submit()
+    # the form loads a new page: read its table once the old one is gone
+    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(unfiltered))
     tags = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "tbody .tag")]
     assert tags == ["1.0.0", "1.1.0"]
     assert "tag=1." in driver.current_url
