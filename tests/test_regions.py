@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import botocore.session
 import httpx
 import pytest
 from botocore.exceptions import ClientError
@@ -18,6 +19,7 @@ from botocore.exceptions import ClientError
 from conftest import VENV_BIN, InProcessServer, Server, ServerFactory, free_port, make_image
 from lifecycle_examples import rule
 from lifecycle_seed import runtime_on
+from openecr.api import regions
 from openecr.domain.registries import account_of, region_of, registry_key
 from openecr.service.tokens import TokenService
 from test_auth import ACCOUNT_A, KEY_A, SECRET_A, write_credentials
@@ -328,3 +330,19 @@ def test_a_token_without_a_region_is_for_the_default_region(
         auth = {"Authorization": f"Basic {token}"}
         assert v2.get("/v2/older/tags/list", headers=auth).status_code == 200
         assert v2.get("/v2/older/tags/list", headers={**auth, "Host": eu_host}).status_code == 403
+
+
+def test_the_known_regions_are_botocores() -> None:
+    """The regions a request may name are exactly what a botocore session lists for ECR, in
+    every partition (read here without the session, see ``openecr.api.regions``)."""
+    session = botocore.session.get_session()
+    expected = {
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("ecr", partition_name=partition)
+    }
+    assert {"us-east-1", "eu-west-1", "cn-north-1", "us-gov-west-1"} <= expected
+    assert regions._botocore_regions() == expected
+    assert all(regions.is_known(region, "us-east-1") for region in expected)
+    assert regions.is_known("mars-north-1", "mars-north-1")  # the default, whatever its name
+    assert not regions.is_known("mars-north-1", "us-east-1")

@@ -22,7 +22,6 @@ from urllib.parse import unquote, urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from openecr.api import regions
 from openecr.api.background import Background
 from openecr.api.http import Authenticator, create_app
 from openecr.api.lifecycle_schedule import LifecycleSchedule
@@ -413,7 +412,6 @@ def build_app(runtime: Runtime) -> ASGIApp:
             },
             region=runtime.config.region,
         )
-    regions.load()
     keys = {
         c.access_key_id: (c.secret_access_key, c.account_id, c.principal_arn)
         for c in runtime.config.credentials
