@@ -8,20 +8,22 @@ from functools import lru_cache
 from botocore.loaders import Loader
 from botocore.regions import EndpointResolver
 
-ECR_ENDPOINT_PREFIX = "api.ecr"  # the ECR model's endpointPrefix: its key in endpoints.json
+from openecr.api.ecr.validation import service_model
 
 
 @lru_cache(maxsize=1)
 def _botocore_regions() -> frozenset[str]:
     """What ``botocore.session.get_session().get_available_regions("ecr", partition)`` gives
-    over every partition, read without a session (which keeps ~7 MB of RSS after it is
-    dropped, this ~5 MB; the names are copied so that none pins the parsed data). Read on the
-    first request that names a region other than the default one (~0.1 s, once), so that a
-    server whose clients use only the default region never holds it."""
+    over every partition, read without a session. Read on the first request that names a
+    region other than the default one (~0.1 s, once), not at startup: in a running server it
+    leaves ~7 MB of RSS behind (~9 MB through a session; the names are copied so that none
+    pins the parsed data), which a server whose clients use only the default region never
+    holds."""
     resolver = EndpointResolver(Loader().load_data("endpoints"))
+    prefix = service_model().endpoint_prefix  # ECR's key in the endpoint data ("api.ecr")
     found: set[str] = set()
     for partition in resolver.get_available_partitions():
-        found.update(resolver.get_available_endpoints(ECR_ENDPOINT_PREFIX, partition))
+        found.update(resolver.get_available_endpoints(prefix, partition))
     return frozenset(name.encode().decode() for name in found)
 
 
